@@ -1,0 +1,3 @@
+"""fitting: gradient-based fitting of hhjax models to recorded voltage traces (Optax)."""
+
+__all__: list[str] = []

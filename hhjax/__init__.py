@@ -1,0 +1,44 @@
+"""hhjax: differentiable Hodgkin-Huxley neuron simulation on JAX.
+
+Units: mV, ms, uF/cm2, mS/cm2, uA/cm2.
+"""
+
+from . import presets as presets
+from . import stimulus as stimulus
+from .channels import AlphaBetaGate as AlphaBetaGate
+from .channels import Channel as Channel
+from .channels import InfTauGate as InfTauGate
+from .integrators import METHODS as METHODS
+from .model import Model as Model
+from .model import State as State
+from .model import channel_currents as channel_currents
+from .model import derivatives as derivatives
+from .model import resting_state as resting_state
+from .model import steady_state as steady_state
+from .params import get_params as get_params
+from .params import set_params as set_params
+from .simulate import DivergenceError as DivergenceError
+from .simulate import Trace as Trace
+from .simulate import simulate as simulate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "METHODS",
+    "AlphaBetaGate",
+    "Channel",
+    "DivergenceError",
+    "InfTauGate",
+    "Model",
+    "State",
+    "Trace",
+    "channel_currents",
+    "derivatives",
+    "get_params",
+    "presets",
+    "resting_state",
+    "set_params",
+    "simulate",
+    "steady_state",
+    "stimulus",
+]

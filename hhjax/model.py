@@ -1,0 +1,277 @@
+"""The single-compartment conductance-based model, its state and right-hand side.
+
+Units throughout: mV, ms, uF/cm2, mS/cm2, uA/cm2, so that ``I / c_m`` is mV/ms.
+
+The membrane equation is ``c_m dV/dt = i_ext - sum_c g_c * prod(x ** p) * (V - e_c)``,
+and every gate obeys ``dx/dt = a(V) - s(V) x`` (see :mod:`hhjax.channels`). At fixed
+gates the membrane equation is linear in V, ``dV/dt = A - B V``; at fixed V every gate
+equation is linear in x. Exponential Euler integrates both exactly over a step.
+
+References:
+    Hodgkin & Huxley (1952), J. Physiol. 117:500-544.
+    Dayan & Abbott (2001), Theoretical Neuroscience, ch. 5-6.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .channels import Channel
+from .rates import ArrayLike, _pytree, q10_factor
+
+Array = jax.Array
+
+__all__ = [
+    "Model",
+    "State",
+    "channel_currents",
+    "derivatives",
+    "membrane_linear",
+    "resting_state",
+    "steady_state",
+]
+
+_MODEL_FIELDS = ("c_m", "temperature", "q10", "t_ref")
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A point neuron: membrane capacitance, ion channels and temperature.
+
+    Every number is a pytree leaf (fit it, vmap it, differentiate it); the channel and
+    gate names, gate powers and rate forms are static structure. A leaf with a leading
+    axis of length N makes the model a population of N parameter sets.
+
+    Attributes:
+        channels: ion channels by name (``"na"``, ``"k"``, ``"leak"``, ``"a"``, ...).
+        c_m: membrane capacitance, uF/cm2 (> 0).
+        temperature: degrees Celsius.
+        q10: rate factor per 10 degrees C applied to every gate (1 disables it).
+        t_ref: temperature (degrees C) at which the rates hold unscaled.
+    """
+
+    channels: Mapping[str, Channel]
+    c_m: ArrayLike = 1.0
+    temperature: ArrayLike = 6.3
+    q10: ArrayLike = 3.0
+    t_ref: ArrayLike = 6.3
+
+    def __post_init__(self) -> None:
+        for name, channel in self.channels.items():
+            if not isinstance(channel, Channel):
+                raise TypeError(f"channels[{name!r}] must be a Channel; got {type(channel).__name__}")
+            if not name.isidentifier() or name in _MODEL_FIELDS:
+                raise ValueError(
+                    f"channel name {name!r} must be an identifier other than {_MODEL_FIELDS}"
+                )
+            for gname, gate in channel.gates.items():
+                if not gname.isidentifier():
+                    raise ValueError(f"gate name {gname!r} of channel {name!r} must be an identifier")
+                if not isinstance(gate.power, int) or gate.power < 1:
+                    raise ValueError(
+                        f"power of gate {name}.{gname} must be a positive int; got {gate.power!r}"
+                    )
+
+    @property
+    def gate_names(self) -> tuple[str, ...]:
+        """State keys of the gates, ``"channel.gate"``, in state order."""
+        return tuple(f"{c}.{g}" for c, ch in self.channels.items() for g in ch.gates)
+
+
+_pytree(Model)
+
+
+class State(NamedTuple):
+    """The dynamic state: membrane potential ``v`` (mV) and each gate (in [0, 1]).
+
+    ``gates`` is keyed ``"channel.gate"`` (e.g. ``"na.m"``).
+    """
+
+    v: Array
+    gates: dict[str, Array]
+
+
+def temperature_factor(model: Model) -> Array:
+    """``phi = q10 ** ((temperature - t_ref) / 10)``, multiplying every gate rate."""
+    return q10_factor(model.temperature, model.q10, model.t_ref)
+
+
+def gate_linear(model: Model, v: ArrayLike) -> dict[str, tuple[Array, Array]]:
+    """``(a, s)`` of every gate's ``dx/dt = a - s x`` at potential ``v`` (mV), 1/ms."""
+    phi = temperature_factor(model)
+    return {
+        f"{c}.{g}": gate.linear(v, phi)
+        for c, ch in model.channels.items()
+        for g, gate in ch.gates.items()
+    }
+
+
+def _channel_gates(state: State, channel_name: str) -> dict[str, Array]:
+    prefix = channel_name + "."
+    return {k[len(prefix):]: x for k, x in state.gates.items() if k.startswith(prefix)}
+
+
+def _conductances(model: Model, state: State) -> dict[str, Array]:
+    """Effective conductance of every channel (mS/cm2) in ``state``."""
+    return {
+        name: ch.g * ch.open_fraction(_channel_gates(state, name))
+        for name, ch in model.channels.items()
+    }
+
+
+def channel_currents(model: Model, state: State) -> dict[str, Array]:
+    """Each channel's current density (uA/cm2, outward positive) in ``state``."""
+    g = _conductances(model, state)
+    return {name: g[name] * (state.v - ch.e_rev) for name, ch in model.channels.items()}
+
+
+def membrane_linear(model: Model, state: State, i_ext: ArrayLike) -> tuple[Array, Array]:
+    """``(A, B)`` with ``dV/dt = A - B V`` at the gates of ``state``.
+
+    Args:
+        model: the model.
+        state: its state (only the gates are used).
+        i_ext: injected current density, uA/cm2 (inward into the cell positive).
+
+    Returns:
+        ``A`` in mV/ms and ``B`` (total conductance over capacitance) in 1/ms.
+    """
+    g = _conductances(model, state)
+    g_total = sum(g.values())
+    g_e = sum(g[name] * ch.e_rev for name, ch in model.channels.items())
+    return (g_e + i_ext) / model.c_m, g_total / model.c_m
+
+
+def derivatives(model: Model, state: State, i_ext: ArrayLike) -> State:
+    """The right-hand side: ``dV/dt`` (mV/ms) and every ``dx/dt`` (1/ms)."""
+    a_v, b_v = membrane_linear(model, state, i_ext)
+    lin = gate_linear(model, state.v)
+    return State(
+        v=a_v - b_v * state.v,
+        gates={k: a - s * state.gates[k] for k, (a, s) in lin.items()},
+    )
+
+
+def steady_state(model: Model, v: ArrayLike) -> State:
+    """Every gate at its steady state ``x_inf(v)``, with the membrane at ``v`` (mV)."""
+    v = jnp.asarray(v, dtype=jnp.result_type(v, float))
+    return State(v=v, gates={k: a / s for k, (a, s) in gate_linear(model, v).items()})
+
+
+def _steady_dvdt(model: Model, v: Array, i_ext: ArrayLike) -> Array:
+    """dV/dt (mV/ms) with every gate at steady state: zero at a fixed point."""
+    a_v, b_v = membrane_linear(model, steady_state(model, v), i_ext)
+    return a_v - b_v * v
+
+
+# Bracketing grid for the fixed-point search: covers absolute (-65 mV rest) and
+# 1952-convention (0 mV rest) presets alike.
+_V_GRID = (-150.0, 150.0, 601)
+_BISECTIONS = 64
+
+
+def _resting_v_single(model: Model, i_ext: ArrayLike) -> Array:
+    dtype = jnp.result_type(float, i_ext)
+    grid = jnp.linspace(*_V_GRID[:2], _V_GRID[2], dtype=dtype)
+    frozen = jax.lax.stop_gradient(model)
+    i_frozen = jax.lax.stop_gradient(i_ext)
+    f = jax.vmap(lambda v: _steady_dvdt(frozen, v, i_frozen))(grid)
+    change = jnp.sign(f[:-1]) != jnp.sign(f[1:])
+    found = jnp.any(change)
+    k = jnp.argmax(change)  # lowest bracket: the hyperpolarised fixed point
+    lo, hi, f_lo = grid[k], grid[k + 1], f[k]
+
+    def bisect(_: int, bracket: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
+        lo, hi, f_lo = bracket
+        mid = 0.5 * (lo + hi)
+        f_mid = _steady_dvdt(frozen, mid, i_frozen)
+        same = jnp.sign(f_mid) == jnp.sign(f_lo)
+        return jnp.where(same, mid, lo), jnp.where(same, hi, mid), jnp.where(same, f_mid, f_lo)
+
+    lo, hi, _ = jax.lax.fori_loop(0, _BISECTIONS, bisect, (lo, hi, f_lo))
+    v0 = jax.lax.stop_gradient(0.5 * (lo + hi))
+    # One Newton step carries the implicit-function derivative dv*/dtheta = -f_theta/f_v
+    # (the value barely moves: v0 is already a root to working precision).
+    f0, df0 = jax.value_and_grad(_steady_dvdt, argnums=1)(model, v0, i_ext)
+    v_star = v0 - f0 / df0
+    return jnp.where(found, v_star, jnp.nan)
+
+
+def population_axes(model: Model) -> tuple[Any, int | None]:
+    """``in_axes`` for ``jax.vmap`` over the model and the population size (or None).
+
+    A leaf with one dimension carries the population axis; scalars are shared.
+
+    Raises:
+        ValueError: a leaf has more than one dimension, or two population leaves
+            disagree in length.
+    """
+    paths_leaves = jax.tree_util.tree_flatten_with_path(model)[0]
+    sizes: dict[int, str] = {}
+    for path, leaf in paths_leaves:
+        nd = np.ndim(leaf)
+        if nd > 1:
+            raise ValueError(
+                f"model parameter {_path_str(path)} must be a scalar or 1-D population "
+                f"array; got shape {np.shape(leaf)}"
+            )
+        if nd == 1:
+            sizes.setdefault(int(np.shape(leaf)[0]), _path_str(path))
+    if len(sizes) > 1:
+        detail = ", ".join(f"{p} has {n}" for n, p in sizes.items())
+        raise ValueError(f"model population axes disagree in length: {detail}")
+    axes = jax.tree_util.tree_map(lambda x: 0 if np.ndim(x) == 1 else None, model)
+    return axes, (next(iter(sizes)) if sizes else None)
+
+
+def _path_str(path: tuple[Any, ...]) -> str:
+    parts = []
+    for key in path:
+        name = getattr(key, "name", getattr(key, "key", getattr(key, "idx", key)))
+        if name in ("channels", "gates"):
+            continue
+        parts.append(str(name))
+    return ".".join(parts)
+
+
+def resting_state(model: Model, i_ext: ArrayLike = 0.0) -> State:
+    """The fixed point of the model under a constant current, gates at steady state.
+
+    The fixed point is the root of dV/dt with every gate at its steady state; where
+    several exist, the most hyperpolarised is returned. The result is differentiable
+    with respect to every parameter (implicit-function derivative). A population
+    model (leaves with a leading axis) gives a population of states.
+
+    Args:
+        model: the model.
+        i_ext: constant injected current density, uA/cm2.
+
+    Returns:
+        The resting :class:`State` (V in mV).
+
+    Raises:
+        ValueError: no fixed point in [-150, 150] mV (only checked outside tracing).
+
+    References:
+        For ``squid()``: V_rest = -64.996 mV (the textbook -65 mV is rounded).
+    """
+    axes, n = population_axes(model)
+    i_axis = 0 if np.ndim(i_ext) == 1 else None
+    if np.ndim(i_ext) > 1:
+        raise ValueError(f"i_ext must be a scalar or 1-D; got shape {np.shape(i_ext)}")
+    if n is None and i_axis is None:
+        v = _resting_v_single(model, i_ext)
+    else:
+        v = jax.vmap(_resting_v_single, in_axes=(axes, i_axis))(model, i_ext)
+    if not isinstance(v, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(v))):
+        raise ValueError(
+            "resting_state: found no fixed point (dV/dt = 0 with gates at steady state) "
+            "between -150 and 150 mV; check the parameters and i_ext"
+        )
+    return steady_state(model, v)
