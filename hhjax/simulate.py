@@ -80,6 +80,7 @@ def _run_single(
     method: str,
     record: tuple[str, ...],
     every: int,
+    checkpoint: bool = False,
 ) -> tuple[dict[str, Any], State, Array]:
     """Simulate one neuron: returns (records incl. t = 0, final state, max |V|)."""
     step = get_method(method)
@@ -99,12 +100,28 @@ def _run_single(
         return carry, _observe(model, carry[0], record)
 
     n = stim.shape[-1]
-    blocks = n // every
+    units = n // every  # recording units of `every` steps, each ending in a sample
     carry = (state0, jnp.abs(state0.v))
-    head = stim[: blocks * every]
-    carry, recs = jax.lax.scan(block, carry, head if every == 1 else head.reshape(blocks, every))
-    if blocks * every < n:  # remainder steps after the last recorded sample
-        carry, _ = jax.lax.scan(one, carry, stim[blocks * every:])
+    head = stim[: units * every].reshape(units, every)
+
+    def scan_units(carry: tuple[State, Array], i_units: Array) -> tuple[tuple[State, Array], Any]:
+        return jax.lax.scan(block, carry, i_units[:, 0] if every == 1 else i_units)
+
+    if checkpoint and units > 1:
+        # sqrt(T) memory for gradients: save the carry only at group boundaries and
+        # recompute each group of ~sqrt(units) units in the backward pass.
+        group = max(1, int(round(units**0.5)))
+        n_groups = units // group
+        grouped = head[: n_groups * group].reshape(n_groups, group, every)
+        carry, recs = jax.lax.scan(jax.checkpoint(scan_units), carry, grouped)
+        recs = jax.tree_util.tree_map(lambda r: r.reshape(n_groups * group, *r.shape[2:]), recs)
+        if n_groups * group < units:
+            carry, rest = jax.checkpoint(scan_units)(carry, head[n_groups * group:])
+            recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), recs, rest)
+    else:
+        carry, recs = scan_units(carry, head)
+    if units * every < n:  # remainder steps after the last recorded sample
+        carry, _ = jax.lax.scan(one, carry, stim[units * every:])
     first = _observe(model, state0, record)
     recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, recs)
     return recs, carry[0], carry[1]
@@ -112,7 +129,7 @@ def _run_single(
 
 def _run(
     model: Model, stim: Array, state0: State | None, dt: Array, method: str,
-    record: tuple[str, ...], every: int,
+    record: tuple[str, ...], every: int, checkpoint: bool = False,
 ) -> tuple[dict[str, Any], State, Array]:
     model_axes, n_model = population_axes(model)
     stim_axis = 0 if stim.ndim == 2 else None
@@ -120,16 +137,18 @@ def _run(
         lambda x: 0 if x.ndim == 1 else None, state0
     )
     if n_model is None and stim_axis is None and not _batched(state0):
-        return _run_single(model, stim, state0, dt, method, record, every)
-    fn = jax.vmap(_run_single, in_axes=(model_axes, stim_axis, state_axes, None, None, None, None))
-    return fn(model, stim, state0, dt, method, record, every)
+        return _run_single(model, stim, state0, dt, method, record, every, checkpoint)
+    fn = jax.vmap(
+        _run_single, in_axes=(model_axes, stim_axis, state_axes, None, None, None, None, None)
+    )
+    return fn(model, stim, state0, dt, method, record, every, checkpoint)
 
 
 def _batched(state0: State | None) -> bool:
     return state0 is not None and any(np.ndim(x) == 1 for x in jax.tree_util.tree_leaves(state0))
 
 
-_run_jit = jax.jit(_run, static_argnames=("method", "record", "every"))
+_run_jit = jax.jit(_run, static_argnames=("method", "record", "every", "checkpoint"))
 
 
 def _as_stimulus(stimulus: Any, dt: float, t_max: float | None) -> Array:
@@ -187,6 +206,7 @@ def simulate(
     every: int = 1,
     state0: State | None = None,
     check: bool = True,
+    checkpoint: bool = False,
 ) -> Trace:
     """Simulate a neuron, or a population, under an injected current.
 
@@ -203,6 +223,8 @@ def simulate(
         every: record every ``every``-th step (memory ~ n_steps / every).
         state0: initial state; default: the resting state at zero current.
         check: raise :class:`DivergenceError` if the run diverged (only outside tracing).
+        checkpoint: rematerialise the scan in ~sqrt(n_steps) groups under ``jax.grad``,
+            so gradient memory grows ~sqrt(T) instead of T (costs one extra forward pass).
 
     Returns:
         A :class:`Trace`; ``t`` starts at 0 and includes the initial state, so
@@ -258,7 +280,8 @@ def simulate(
     if state0 is not None:
         state0 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), state0)
     recs, final, v_max = _run_jit(
-        model, stim, state0, jnp.asarray(dt, dtype), method=method, record=record, every=every
+        model, stim, state0, jnp.asarray(dt, dtype), method=method, record=record,
+        every=every, checkpoint=bool(checkpoint),
     )
     n_rec = stim.shape[-1] // every + 1
     if is_concrete(dt):  # times computed in float64, then rounded once
