@@ -3,6 +3,7 @@
 Units: mV, ms, uF/cm2, mS/cm2, uA/cm2.
 """
 
+from . import analysis as analysis
 from . import presets as presets
 from . import stimulus as stimulus
 from .channels import AlphaBetaGate as AlphaBetaGate
@@ -32,6 +33,7 @@ __all__ = [
     "Model",
     "State",
     "Trace",
+    "analysis",
     "channel_currents",
     "derivatives",
     "get_params",
