@@ -240,6 +240,16 @@ def _path_str(path: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+_resting_v_jit = jax.jit(_resting_v_single)
+
+
+@jax.jit
+def _resting_v_population(model: Model, i_ext: ArrayLike) -> Array:
+    axes, _ = population_axes(model)  # from static shapes
+    i_axis = 0 if jnp.ndim(i_ext) == 1 else None
+    return jax.vmap(_resting_v_single, in_axes=(axes, i_axis))(model, i_ext)
+
+
 def resting_state(model: Model, i_ext: ArrayLike = 0.0) -> State:
     """The fixed point of the model under a constant current, gates at steady state.
 
@@ -261,14 +271,13 @@ def resting_state(model: Model, i_ext: ArrayLike = 0.0) -> State:
     References:
         For ``squid()``: V_rest = -64.996 mV (the textbook -65 mV is rounded).
     """
-    axes, n = population_axes(model)
-    i_axis = 0 if np.ndim(i_ext) == 1 else None
+    _, n = population_axes(model)
     if np.ndim(i_ext) > 1:
         raise ValueError(f"i_ext must be a scalar or 1-D; got shape {np.shape(i_ext)}")
-    if n is None and i_axis is None:
-        v = _resting_v_single(model, i_ext)
+    if n is None and np.ndim(i_ext) == 0:
+        v = _resting_v_jit(model, i_ext)
     else:
-        v = jax.vmap(_resting_v_single, in_axes=(axes, i_axis))(model, i_ext)
+        v = _resting_v_population(model, i_ext)
     if not isinstance(v, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(v))):
         raise ValueError(
             "resting_state: found no fixed point (dV/dt = 0 with gates at steady state) "

@@ -1,0 +1,98 @@
+"""Right-hand side and fixed points: against an independent root and published values."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hhjax
+from reference import hh_rest
+
+
+def test_squid_resting_state_equals_independent_root():
+    with jax.enable_x64(True):
+        s = hhjax.resting_state(hhjax.presets.squid())
+        ref = hh_rest(-54.387)  # Brent's method on a hand-written steady-state current
+        assert float(s.v) == pytest.approx(ref[0], abs=1e-9)
+        assert float(s.v) == pytest.approx(-64.99638, abs=5e-6)  # textbook -65 is rounded
+        for key, x in zip(["na.m", "na.h", "k.n"], ref[1:]):
+            assert float(s.gates[key]) == pytest.approx(x, abs=1e-12)
+        dvdt = hhjax.derivatives(hhjax.presets.squid(), s, 0.0)
+        assert abs(float(dvdt.v)) < 1e-9
+        assert all(abs(float(x)) < 1e-12 for x in dvdt.gates.values())
+        nrn = hhjax.resting_state(hhjax.presets.neuron_hh())
+        assert float(nrn.v) == pytest.approx(hh_rest(-54.3)[0], abs=1e-9)
+
+
+@pytest.mark.parametrize("name", list(hhjax.presets.PRESETS))
+def test_every_preset_rests_with_zero_derivative(name):
+    with jax.enable_x64(True):
+        m = hhjax.presets.get(name)
+        s = hhjax.resting_state(m)
+        assert abs(float(hhjax.derivatives(m, s, 0.0).v)) < 1e-9
+    s32 = hhjax.resting_state(m)
+    assert s32.v.dtype == jnp.float32
+    assert float(s32.v) == pytest.approx(float(s.v), abs=1e-3)
+
+
+def test_connor_stevens_rest_matches_published_initial_state():
+    # Dayan & Abbott's Connor-Stevens initial conditions (V = -68 mV and the gates)
+    s = hhjax.resting_state(hhjax.presets.connor_stevens())
+    assert float(s.v) == pytest.approx(-68.0, abs=0.05)
+    published = {"na.m": 0.010, "na.h": 0.966, "k.n": 0.156, "a.a": 0.540, "a.b": 0.289}
+    for key, x in published.items():
+        assert float(s.gates[key]) == pytest.approx(x, abs=1.5e-3), key
+
+
+def test_hh1952_is_squid_shifted_by_65_mV():
+    with jax.enable_x64(True):
+        r52 = hhjax.resting_state(hhjax.presets.hh1952())
+        rsq = hhjax.resting_state(hhjax.presets.squid())
+        assert float(r52.v) - 65.0 == pytest.approx(float(rsq.v), abs=1e-9)
+        stim = hhjax.stimulus.step_current(10.0, 5.0)
+        a = hhjax.simulate(hhjax.presets.hh1952(), stim, dt=0.01, t_max=40.0)
+        b = hhjax.simulate(hhjax.presets.squid(), stim, dt=0.01, t_max=40.0)
+        np.testing.assert_allclose(np.asarray(a.v) - 65.0, np.asarray(b.v), atol=1e-8)
+
+
+def test_resting_state_gradient_matches_finite_differences():
+    with jax.enable_x64(True):
+        m = hhjax.presets.squid()
+
+        def v_rest(p):
+            return hhjax.resting_state(hhjax.set_params(m, p)).v
+
+        p0 = {"leak.g": 0.3, "leak.e_rev": -54.387, "k.n.alpha.midpoint": -55.0, "temperature": 10.0}
+        grad = jax.grad(v_rest)(p0)
+        for key, x in p0.items():
+            h = 1e-5 * max(1.0, abs(x))
+            fd = (float(v_rest({**p0, key: x + h})) - float(v_rest({**p0, key: x - h}))) / (2 * h)
+            assert float(grad[key]) == pytest.approx(fd, rel=1e-6, abs=1e-9), key
+
+
+def test_resting_state_with_current_and_population():
+    with jax.enable_x64(True):
+        m = hhjax.presets.squid()
+        s = hhjax.resting_state(m, i_ext=3.0)
+        assert abs(float(hhjax.derivatives(m, s, 3.0).v)) < 1e-9
+        assert float(s.v) > -64.99
+        gl = jnp.array([0.1, 0.3, 0.5])
+        pop = hhjax.resting_state(hhjax.set_params(m, {"leak.g": gl}))
+        assert pop.v.shape == (3,)
+        for i, g in enumerate(gl):
+            single = hhjax.resting_state(hhjax.set_params(m, {"leak.g": float(g)}))
+            assert float(pop.v[i]) == pytest.approx(float(single.v), abs=1e-10)
+
+
+def test_resting_state_reports_missing_fixed_point():
+    with pytest.raises(ValueError, match="no fixed point"):
+        hhjax.resting_state(hhjax.presets.squid(), i_ext=1e6)
+
+
+def test_currents_sum_to_the_membrane_equation():
+    m = hhjax.presets.connor_stevens()
+    s = hhjax.steady_state(m, -50.0)
+    cur = hhjax.channel_currents(m, s)
+    assert set(cur) == {"na", "k", "a", "leak"}
+    dvdt = hhjax.derivatives(m, s, 2.0).v
+    assert float(dvdt) == pytest.approx((2.0 - sum(float(c) for c in cur.values())) / 1.0, rel=1e-5)
