@@ -107,6 +107,7 @@ def _voltage(v: ArrayLike, t: ArrayLike | None, dt: float | None) -> tuple[Array
     return v, t[:-1], t[1:] - t[:-1]
 
 
+@jax.jit
 def _crossings(v: Array, threshold: ArrayLike) -> tuple[Array, Array]:
     """Upward crossings between consecutive samples and their fraction within the step."""
     thr = jnp.asarray(threshold, v.dtype)
@@ -195,18 +196,19 @@ def spike_times(
     return Spikes(times=times, count=count)
 
 
+@functools.partial(jax.jit, static_argnames=("max_spikes",))
 def _padded_times(up: Array, frac: Array, t_lo: Array, t_step: Array, max_spikes: int) -> Array:
+    """Scatter crossing ``j`` of each trace to slot ``j`` (slots beyond the count: NaN)."""
+    times = t_lo + frac * t_step  # (..., n - 1)
+    slot = jnp.cumsum(up, axis=-1) - 1
+    slot = jnp.where(up & (slot < max_spikes), slot, max_spikes)  # the extra slot is dropped
+
+    def one(slot1: Array, times1: Array) -> Array:
+        out = jnp.full((max_spikes + 1,), jnp.nan, times1.dtype)
+        return out.at[slot1].set(times1, mode="drop", unique_indices=False)[:max_spikes]
+
     n = up.shape[-1]
-
-    def one(up1: Array, frac1: Array) -> Array:
-        (idx,) = jnp.nonzero(up1, size=max_spikes, fill_value=n)
-        ok = idx < n
-        k = jnp.minimum(idx, n - 1)
-        return jnp.where(ok, t_lo[k] + frac1[k] * t_step[k], jnp.nan)
-
-    flat_up = up.reshape(-1, n)
-    flat_frac = frac.reshape(-1, n)
-    out = jax.vmap(one)(flat_up, flat_frac)
+    out = jax.vmap(one)(slot.reshape(-1, n), jnp.broadcast_to(times, up.shape).reshape(-1, n))
     return out.reshape(*up.shape[:-1], max_spikes)
 
 
@@ -735,7 +737,9 @@ def gate_kinetics(model: Model, v: ArrayLike | None = None) -> GateKinetics:
     if v is None:
         v_rest = float(resting_state(model).v)
         v = np.linspace(v_rest - 40.0, v_rest + 120.0, 401)
-    v = jnp.asarray(v, dtype=jnp.result_type(v, float))
+    v = jnp.asarray(np.asarray(v) if not hasattr(v, "dtype") else v)
+    if not jnp.issubdtype(v.dtype, jnp.floating):
+        v = v.astype(jnp.result_type(float))
     if v.ndim != 1 or v.size == 0:
         raise ValueError(f"v must be a non-empty 1-D array of potentials (mV); got shape {v.shape}")
     check_finite("v", v)
