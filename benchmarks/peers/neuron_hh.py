@@ -134,10 +134,10 @@ def run(
     _, times, _ = median_time(lambda: _simulate(keep, t_max), repeats)
     extra: dict[str, Any] = {}
     if record == "spikes":
-        ids = np.asarray(keep["idvec"], dtype=np.int64)
+        ids = np.array(keep["idvec"].to_python(), dtype=np.int64)
         counts = np.bincount(ids, minlength=amps.size)
         v_last = None
-        tspk = np.asarray(keep["tvec"])
+        tspk = np.array(keep["tvec"].to_python(), dtype=float)
         extra["spike_times_last"] = tspk[ids == amps.size - 1].tolist()
     else:
         v_last = np.asarray(keep["vecs"][-1])
