@@ -1,0 +1,8 @@
+"""``python -m hhjax``: the ``hhjax`` command (see :mod:`hhjax.cli`)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
