@@ -33,4 +33,4 @@ def check_finite(name: str, value: Any) -> None:
     if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
         where = f" at index {tuple(int(i) for i in bad)}" if arr.ndim else ""
-        raise ValueError(f"{name} must be finite; found {arr[tuple(bad)]!r}{where}")
+        raise ValueError(f"{name} must be finite; found {arr[tuple(bad)].item()!r}{where}")

@@ -119,6 +119,8 @@ def _check_times(**times: Any) -> None:
 
 
 def _amplitude(name: str, value: ArrayLike) -> Array:
+    if isinstance(value, (list, tuple)):
+        value = np.asarray(value, dtype=np.float64)
     if is_concrete(value):
         check_finite(name, value)
     return jnp.asarray(value, dtype=jnp.result_type(value, float))
@@ -187,9 +189,10 @@ class _Ramp(Stimulus):
         frac, lo, hi = _overlap(self.start, self.stop, dt, n)
         s, e = _grid_positions(self.start, dt), _grid_positions(self.stop, dt)
         # mean of a linear function over the overlap = its value at the overlap's middle
-        pos = jnp.asarray(np.where(frac > 0, (0.5 * (lo + hi) - s) / (e - s), 0.0)[0])
+        dtype = jnp.result_type(self.amplitude_from, self.amplitude_to)
+        pos = jnp.asarray(np.where(frac > 0, (0.5 * (lo + hi) - s) / (e - s), 0.0), dtype)
         a0, a1 = self.amplitude_from[..., None], self.amplitude_to[..., None]
-        return (a0 + (a1 - a0) * pos) * jnp.asarray(frac[0], dtype=pos.dtype)
+        return (a0 + (a1 - a0) * pos) * jnp.asarray(frac, dtype)
 
 
 def ramp(start: float, stop: float, amplitude_to: ArrayLike, amplitude_from: ArrayLike = 0.0) -> Stimulus:
@@ -219,11 +222,12 @@ class _Sine(Stimulus):
         frac, lo, hi = _overlap(self.start, self.stop, dt, n)
         w = 2 * np.pi * self.frequency * 1e-3 * dt  # rad per step
         if w == 0:
-            mean_sin = np.sin(self.phase) * frac[0]
+            mean_sin = np.sin(self.phase) * frac
         else:  # exact mean of sin(w k + phase) over the covered part of each step
-            mean_sin = (np.cos(w * lo[0] + self.phase) - np.cos(w * hi[0] + self.phase)) / w
-        mean_sin = jnp.asarray(mean_sin, dtype=self.amplitude.dtype)
-        return self.amplitude[..., None] * mean_sin + self.offset[..., None] * jnp.asarray(frac[0], dtype=mean_sin.dtype)
+            mean_sin = (np.cos(w * lo + self.phase) - np.cos(w * hi + self.phase)) / w
+        dtype = jnp.result_type(self.amplitude, self.offset)
+        return (self.amplitude[..., None] * jnp.asarray(mean_sin, dtype)
+                + self.offset[..., None] * jnp.asarray(frac, dtype))
 
 
 def sine(
