@@ -5,7 +5,7 @@
 ``EL = -54.3`` mV (BrainPy's defaults differ), ``V_th = 0`` mV, V and the gates at the
 resting state. Integration: BrainPy's default ``method="exp_auto"`` (exponential Euler,
 linearised automatically). The time loop is ``brainpy.math.for_loop`` (a ``lax.scan``,
-here inside ``bm.jit`` so it compiles once; what ``DSRunner`` uses inside) over
+here inside ``bm.jit`` so it compiles once; ``DSRunner`` loops the same way) over
 ``HH.step_run(i, I)`` with the current ``A * (i >= 10 ms / dt)`` computed in the loop
 (no (T, N) input array). ``"v"`` returns V each step; ``"v10"`` runs an inner ``for_loop`` of 10
 steps per outer iteration and returns V; ``"spikes"`` accumulates ``HH.spike`` (upward

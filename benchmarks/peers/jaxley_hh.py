@@ -2,7 +2,7 @@
 
 Jaxley's recommended way to simulate many independent parameter/stimulus sets is one
 module and ``jax.vmap`` over a jit-compiled function that calls ``jx.integrate`` with
-``data_stimuli`` (Jaxley tutorial "Speeding up simulations": jit + vmap). The cell is
+``data_stimuli`` (the pattern of Jaxley's jit/vmap tutorial). The cell is
 one ``jx.Compartment`` (length 10 um, radius 5/pi um: area 100 um2, so ``A * 1e-3`` nA
 is A uA/cm2) with ``HH`` (the NEURON ``hh`` parameters, no temperature factor: exact
 at 6.3 C), cm = 1 uF/cm2, V set to the resting potential and ``init_states()``
