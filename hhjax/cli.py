@@ -90,6 +90,8 @@ def _keywords(parts: Sequence[str], allowed: dict[str, type], term: str) -> dict
 
 
 def _term(term: str) -> Any:
+    import numpy as np
+
     from . import stimulus as stim
 
     text = term.strip()
@@ -117,7 +119,7 @@ def _term(term: str) -> Any:
             starts.append(t0)
             widths.append(t1 - t0)
             amps.append(_number(amp, "a pulse amplitude", text))
-        return stim.pulse_train(starts, widths, amps)
+        return stim.pulse_train(starts, widths, np.asarray(amps))
     if kind == "ramp":
         amps, at, when = body.partition("@")
         m = _RANGE.match(amps.strip())

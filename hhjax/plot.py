@@ -1,7 +1,8 @@
 """Matplotlib figures of traces, gates, currents, phase planes, f-I curves and kinetics.
 
 Every function returns a :class:`matplotlib.figure.Figure` (restyle it, or save it with
-``fig.savefig("x.png")``). Figures are built with the object-oriented API, not
+``fig.savefig("x.png")``); pass ``fig=`` a Figure or a SubFigure (``fig.subfigures``)
+to compose several plots into one figure, then the function draws there and returns it. Figures are built with the object-oriented API, not
 ``pyplot``, so nothing here needs a display or changes global state: it works headless
 (CI, servers) and inside notebooks alike. Pass ``ax=`` where offered to draw into your
 own axes instead.
@@ -49,8 +50,11 @@ T_LABEL = "time (ms)"
 
 
 def _figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] = (6.0, 3.2),
-            height_ratios: Sequence[float] | None = None, sharex: bool = True) -> tuple[Figure, Any]:
-    fig = Figure(figsize=size, layout="constrained")
+            height_ratios: Sequence[float] | None = None, sharex: bool = True,
+            fig: Any = None) -> tuple[Any, Any]:
+    """A new constrained-layout Figure, or subplots in ``fig`` (a Figure or SubFigure)."""
+    if fig is None:
+        fig = Figure(figsize=size, layout="constrained")
     axes = fig.subplots(
         nrows, ncols, sharex=sharex, squeeze=False,
         gridspec_kw={"height_ratios": height_ratios} if height_ratios else None,
@@ -126,6 +130,7 @@ def voltage(
     *,
     index: int = 0,
     threshold: float | None = None,
+    fig: Any = None,
     title: str | None = None,
 ) -> Figure:
     """Membrane potential, with the injected current underneath when given.
@@ -141,7 +146,7 @@ def voltage(
     _check_trace(trace, "v")
     rows = 2 if stimulus is not None else 1
     fig, axes = _figure(rows, size=(6.0, 3.6 if rows == 2 else 2.8),
-                        height_ratios=[3, 1] if rows == 2 else None)
+                        height_ratios=[3, 1] if rows == 2 else None, fig=fig)
     ax = axes[0, 0]
     ax.plot(np.asarray(trace.t), _row(trace.v, index), color=_V_COLOR, lw=1.0)
     ax.set_ylabel(V_LABEL, fontsize=9)
@@ -176,10 +181,10 @@ def _draw_currents(ax: Axes, trace: Trace, index: int, total: bool) -> None:
     ax.legend(fontsize=8, frameon=False, ncols=len(rows) + 1, loc="lower right")
 
 
-def gates(trace: Trace, *, index: int = 0, title: str | None = None) -> Figure:
+def gates(trace: Trace, *, index: int = 0, fig: Any = None, title: str | None = None) -> Figure:
     """Every gate's open fraction against time (record ``"gates"``)."""
     _check_trace(trace, "gates")
-    fig, axes = _figure(1, size=(6.0, 2.6))
+    fig, axes = _figure(1, size=(6.0, 2.6), fig=fig)
     _draw_gates(axes[0, 0], trace, index)
     axes[0, 0].set_xlabel(T_LABEL, fontsize=9)
     if title:
@@ -187,10 +192,12 @@ def gates(trace: Trace, *, index: int = 0, title: str | None = None) -> Figure:
     return fig
 
 
-def currents(trace: Trace, *, index: int = 0, total: bool = True, title: str | None = None) -> Figure:
+def currents(
+    trace: Trace, *, index: int = 0, total: bool = True, fig: Any = None, title: str | None = None
+) -> Figure:
     """Each channel's current density (outward positive) and, dashed, their sum."""
     _check_trace(trace, "currents")
-    fig, axes = _figure(1, size=(6.0, 2.8))
+    fig, axes = _figure(1, size=(6.0, 2.8), fig=fig)
     _draw_currents(axes[0, 0], trace, index, total)
     axes[0, 0].set_xlabel(T_LABEL, fontsize=9)
     if title:
@@ -204,6 +211,7 @@ def overview(
     *,
     index: int = 0,
     threshold: float | None = None,
+    fig: Any = None,
     title: str | None = None,
 ) -> Figure:
     """Stacked panels of whatever the trace holds: V, stimulus, gates, currents."""
@@ -211,8 +219,8 @@ def overview(
     panels = ["v"] + (["i"] if stimulus is not None else [])
     panels += [p for p in ("gates", "currents") if getattr(trace, p) is not None]
     ratios = {"v": 3.0, "i": 1.0, "gates": 2.0, "currents": 2.4}
-    fig, axes = _figure(len(panels), size=(6.5, 1.0 + 1.0 * sum(ratios[p] for p in panels)),
-                        height_ratios=[ratios[p] for p in panels])
+    fig, axes = _figure(len(panels), size=(6.5, 0.8 + 0.85 * sum(ratios[p] for p in panels)),
+                        height_ratios=[ratios[p] for p in panels], fig=fig)
     for ax, p in zip(axes[:, 0], panels, strict=True):
         if p == "v":
             ax.plot(np.asarray(trace.t), _row(trace.v, index), color=_V_COLOR, lw=1.0)
@@ -237,6 +245,7 @@ def phase_planes(
     start: float = 0.0,
     model: Model | None = None,
     index: int = 0,
+    fig: Any = None,
     title: str | None = None,
 ) -> Figure:
     """V against each gate: trajectories and limit cycles, one panel per gate.
@@ -254,7 +263,8 @@ def phase_planes(
     unknown = [g for g in names if g not in pp.gates]
     if unknown or not names:
         raise ValueError(f"gates must name some of {sorted(pp.gates)}; got {names!r}")
-    fig, axes = _figure(1, len(names), size=(2.6 * len(names) + 0.4, 2.8), sharex=False)
+    fig, axes = _figure(1, len(names), size=(2.6 * len(names) + 0.4, 2.8), sharex=False,
+                        fig=fig)
     v = _row(pp.v, index)
     kin = None
     if model is not None:
@@ -324,6 +334,7 @@ def kinetics(
     models: Model | GateKinetics | Mapping[str, Model | GateKinetics],
     *,
     v: Any = None,
+    fig: Any = None,
     title: str | None = None,
 ) -> Figure:
     """Steady states ``x_inf(V)`` (left) and time constants ``tau_x(V)`` (right).
@@ -336,7 +347,7 @@ def kinetics(
     """
     if isinstance(models, (Model, GateKinetics)):
         models = {"": models}
-    fig, axes = _figure(1, 2, size=(7.6, 3.0), sharex=False)
+    fig, axes = _figure(1, 2, size=(7.6, 3.0), sharex=False, fig=fig)
     styles = ["-", "--", ":", "-."]
     for (label, m), ls in zip(models.items(), styles * 5, strict=False):
         kin = m if isinstance(m, GateKinetics) else gate_kinetics(m, v)
@@ -362,6 +373,7 @@ def population(
     kind: str = "raster",
     threshold: float = 0.0,
     max_neurons: int = 200,
+    fig: Any = None,
     title: str | None = None,
 ) -> Figure:
     """A population: spike raster or a heat map of V (neurons x time).
@@ -381,7 +393,7 @@ def population(
         raise ValueError(f"population needs a population trace, V of shape (N, n); got {v.shape}")
     pick = np.unique(np.linspace(0, v.shape[0] - 1, min(max_neurons, v.shape[0])).astype(int))
     t = np.asarray(trace.t)
-    fig, axes = _figure(1, size=(6.0, 3.4))
+    fig, axes = _figure(1, size=(6.0, 3.4), fig=fig)
     ax = axes[0, 0]
     if kind == "raster":
         sp = spike_times(v[pick], t, threshold=threshold)
