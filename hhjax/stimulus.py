@@ -77,11 +77,39 @@ def _overlap(start: ArrayLike, stop: ArrayLike, dt: float, n: int) -> tuple[np.n
 
 
 class Stimulus(abc.ABC):
-    """Base class: a current-density waveform (uA/cm2) to sample on a time grid."""
+    """Base class: a current-density waveform (uA/cm2) to sample on a time grid.
 
-    @abc.abstractmethod
+    Subclasses implement ``_factors`` when the waveform is a few time profiles scaled
+    by (per-neuron) weights, and ``_sample`` otherwise.
+    """
+
+    def _factors(self, dt: float, n: int) -> tuple[Array, np.ndarray] | None:
+        """``(weights (..., P), profiles (P, n))`` with ``sample = weights @ profiles``."""
+        return None
+
     def _sample(self, dt: float, n: int) -> Array:
         """``(..., n)`` means over the steps of ``dt`` ms."""
+        weights, profiles = self._factors(dt, n)
+        return weights @ jnp.asarray(profiles, weights.dtype)
+
+    def factors(self, dt: float, t_max: float) -> tuple[Array, Array] | None:
+        """The waveform as ``weights (..., P) @ profiles (P, n_steps)``, or ``None``.
+
+        A population of steps, pulses, ramps or sines shares P time profiles and
+        differs only in its weights, so a simulation can stream ``profiles`` (P values
+        per step) instead of an ``(N, n_steps)`` array. Noise and sampled data are not
+        separable and give ``None``.
+
+        Args:
+            dt: step, ms.
+            t_max: duration, ms.
+        """
+        out = self._factors(float(dt), n_steps(dt, t_max))
+        if out is None:
+            return None
+        weights, profiles = out
+        check_finite("stimulus weights", weights)
+        return weights, jnp.asarray(profiles, weights.dtype)
 
     def sample(self, dt: float, t_max: float) -> Array:
         """The waveform on the grid: ``(..., n_steps)`` uA/cm2, value k over [k dt, (k+1) dt).
@@ -104,7 +132,18 @@ class Stimulus(abc.ABC):
 class _Sum(Stimulus):
     parts: tuple[Stimulus, ...]
 
+    def _factors(self, dt: float, n: int) -> tuple[Array, np.ndarray] | None:
+        factors = [part._factors(dt, n) for part in self.parts]
+        if any(f is None for f in factors):
+            return None
+        batch = np.broadcast_shapes(*(w.shape[:-1] for w, _ in factors))
+        dtype = jnp.result_type(*(w for w, _ in factors))
+        weights = [jnp.broadcast_to(w, batch + w.shape[-1:]).astype(dtype) for w, _ in factors]
+        return jnp.concatenate(weights, axis=-1), np.concatenate([p for _, p in factors])
+
     def _sample(self, dt: float, n: int) -> Array:
+        if self._factors(dt, n) is not None:
+            return super()._sample(dt, n)
         out = self.parts[0]._sample(dt, n)
         for part in self.parts[1:]:
             out = out + part._sample(dt, n)
@@ -134,9 +173,8 @@ class _Boxes(Stimulus):
     starts: np.ndarray
     stops: np.ndarray
 
-    def _sample(self, dt: float, n: int) -> Array:
-        frac = _overlap(self.starts, self.stops, dt, n)[0]  # (P, n)
-        return jnp.asarray(self.amplitudes) @ jnp.asarray(frac, dtype=jnp.asarray(self.amplitudes).dtype)
+    def _factors(self, dt: float, n: int) -> tuple[Array, np.ndarray]:
+        return jnp.asarray(self.amplitudes), _overlap(self.starts, self.stops, dt, n)[0]
 
 
 def step_current(amplitude: ArrayLike, start: float = 0.0, stop: float | None = None) -> Stimulus:
@@ -185,14 +223,13 @@ class _Ramp(Stimulus):
     amplitude_from: Array
     amplitude_to: Array
 
-    def _sample(self, dt: float, n: int) -> Array:
+    def _factors(self, dt: float, n: int) -> tuple[Array, np.ndarray]:
         frac, lo, hi = _overlap(self.start, self.stop, dt, n)
         s, e = _grid_positions(self.start, dt), _grid_positions(self.stop, dt)
         # mean of a linear function over the overlap = its value at the overlap's middle
-        dtype = jnp.result_type(self.amplitude_from, self.amplitude_to)
-        pos = jnp.asarray(np.where(frac > 0, (0.5 * (lo + hi) - s) / (e - s), 0.0), dtype)
-        a0, a1 = self.amplitude_from[..., None], self.amplitude_to[..., None]
-        return (a0 + (a1 - a0) * pos) * jnp.asarray(frac, dtype)
+        pos = np.where(frac > 0, (0.5 * (lo + hi) - s) / (e - s), 0.0)
+        a0, a1 = jnp.broadcast_arrays(self.amplitude_from, self.amplitude_to)
+        return jnp.stack([a0, a1 - a0], axis=-1), np.stack([frac, pos * frac])
 
 
 def ramp(start: float, stop: float, amplitude_to: ArrayLike, amplitude_from: ArrayLike = 0.0) -> Stimulus:
@@ -218,16 +255,15 @@ class _Sine(Stimulus):
     start: float
     stop: float
 
-    def _sample(self, dt: float, n: int) -> Array:
+    def _factors(self, dt: float, n: int) -> tuple[Array, np.ndarray]:
         frac, lo, hi = _overlap(self.start, self.stop, dt, n)
         w = 2 * np.pi * self.frequency * 1e-3 * dt  # rad per step
         if w == 0:
             mean_sin = np.sin(self.phase) * frac
         else:  # exact mean of sin(w k + phase) over the covered part of each step
             mean_sin = (np.cos(w * lo + self.phase) - np.cos(w * hi + self.phase)) / w
-        dtype = jnp.result_type(self.amplitude, self.offset)
-        return (self.amplitude[..., None] * jnp.asarray(mean_sin, dtype)
-                + self.offset[..., None] * jnp.asarray(frac, dtype))
+        amp, offset = jnp.broadcast_arrays(self.amplitude, self.offset)
+        return jnp.stack([amp, offset], axis=-1), np.stack([mean_sin, frac])
 
 
 def sine(

@@ -121,3 +121,22 @@ def test_bad_times():
         stim.step_current(float("inf"))
     with pytest.raises(ValueError, match="dt must be a finite number > 0"):
         stim.step_current(1.0).sample(0.0, 10.0)
+
+
+def test_factors_reproduce_the_samples():
+    key = jax.random.PRNGKey(1)
+    amps = jnp.array([1.0, 2.0, 3.0])
+    cases = [
+        stim.step_current(amps, 1.0, 2.5),
+        stim.pulse_train([0.5, 3.0], [0.2, 1.0], jnp.stack([amps, -amps], axis=-1)),
+        stim.ramp(1.0, 4.0, amps, amplitude_from=0.5),
+        stim.sine(amps, 200.0, offset=1.0, start=0.5),
+        stim.step_current(amps, 1.0) + stim.sine(0.3, 100.0) + stim.ramp(0.0, 2.0, 1.0),
+    ]
+    for case in cases:
+        weights, profiles = case.factors(0.05, 5.0)
+        assert weights.shape[0] == 3 and profiles.shape[-1] == 100
+        np.testing.assert_allclose(np.asarray(weights @ profiles), np.asarray(case.sample(0.05, 5.0)), atol=1e-5)
+    assert stim.ou_noise(key, 1.0, 2.0).factors(0.05, 5.0) is None
+    assert (stim.step_current(1.0) + stim.ou_noise(key, 1.0, 2.0)).factors(0.05, 5.0) is None
+    assert stim.sampled(np.ones(100), 0.05).factors(0.05, 5.0) is None
