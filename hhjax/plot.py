@@ -315,16 +315,16 @@ def fi_curves(
         i = np.asarray(fi.current, dtype=np.float64)
         r = np.asarray(fi.rate, dtype=np.float64)
         if r.ndim == 2:
-            lo, mid, hi = np.percentile(r, [10, 50, 90], axis=0)
+            lo, hi = np.percentile(r, [10, 90], axis=0)
             ax.fill_between(i, lo, hi, color=color, alpha=0.25, lw=0)
             ax.plot(i, np.mean(r, axis=0), "-", color=color, lw=1.4,
-                    label=f"{label} (mean, 10-90 %, N = {r.shape[0]})".strip())
+                    label=f"{label}\nmean and 10-90 % of N = {r.shape[0]:,}".strip())
         else:
             ax.plot(i, r, "o-", color=color, ms=3, lw=1.2, label=label or None)
     ax.set_xlabel(I_LABEL, fontsize=9)
     ax.set_ylabel("firing rate (Hz)", fontsize=9)
-    if any(curves):
-        ax.legend(fontsize=8, frameon=False)
+    if any(curves) or any(np.ndim(fi.rate) == 2 for fi in curves.values()):
+        ax.legend(fontsize=8, frameon=False, loc="upper left")
     if title:
         ax.set_title(title, fontsize=10)
     return fig
