@@ -264,14 +264,29 @@ def firing_rate(
         inside = (v.times >= start) & (v.times < stop)
         return 1000.0 * jnp.sum(inside, axis=-1) / (stop - start)
     _check_threshold(threshold)
+    v_in = v
     v, t_lo, t_step = _voltage(v, t, dt)
-    start = float(t_lo[0]) if start is None else start
-    stop = float(t_lo[-1] + t_step[-1]) if stop is None else stop
+    if start is None or stop is None:
+        t_first, t_last = _time_span(v_in, t, dt)
+        start = t_first if start is None else start
+        stop = t_last if stop is None else stop
     _check_window(start, stop)
     up, frac = _crossings(v, threshold)
     tc = t_lo + frac * t_step
     inside = up & (tc >= start) & (tc < stop)
     return (1000.0 / (stop - start)) * jnp.sum(inside, axis=-1).astype(v.dtype)
+
+
+def _time_span(v: Any, t: Any, dt: Any) -> tuple[float, float]:
+    """First and last sample time (ms) as Python floats, for default windows."""
+    if isinstance(v, Trace) and t is None and dt is None:
+        t = v.t
+    if t is not None and is_concrete(t):
+        t = np.asarray(t)
+        return float(t[0]), float(t[-1])
+    if t is None and dt is not None and is_concrete(dt):
+        return 0.0, (np.shape(v.v if isinstance(v, Trace) else v)[-1] - 1) * float(dt)
+    raise ValueError("give start and stop (ms) when the sample times are traced")
 
 
 def _check_window(start: float, stop: float) -> None:

@@ -98,6 +98,9 @@ def test_rates_isi_latency() -> None:
     sp = analysis.spike_times(jnp.asarray(v), dt=0.05)
     rate = analysis.firing_rate(jnp.asarray(v), dt=0.05, start=3.0, stop=15.0)
     rate_sp = analysis.firing_rate(sp, start=3.0, stop=15.0)
+    rate_jit = jax.jit(lambda x: analysis.firing_rate(x, dt=0.05, start=3.0, stop=15.0))(jnp.asarray(v))
+    np.testing.assert_allclose(np.asarray(rate_jit), np.asarray(rate), rtol=1e-6)
+    whole = jax.jit(lambda x: analysis.firing_rate(x, dt=0.05))(jnp.asarray(v))  # default window
     isi = analysis.interspike_intervals(sp)
     lat = analysis.first_spike_latency(sp, onset=2.0)
     for i in range(6):
@@ -105,6 +108,7 @@ def test_rates_isi_latency() -> None:
         n_in = np.sum((ref >= 3.0) & (ref < 15.0))
         assert float(rate[i]) == pytest.approx(1000.0 * n_in / 12.0, rel=1e-5)
         assert float(rate_sp[i]) == pytest.approx(1000.0 * n_in / 12.0, rel=1e-5)
+        assert float(whole[i]) == pytest.approx(1000.0 * ref.size / (399 * 0.05), rel=1e-5)
         np.testing.assert_allclose(np.asarray(isi[i])[: len(ref) - 1], np.diff(ref), atol=1e-4)
         after = ref[ref >= 2.0]
         if after.size:

@@ -93,6 +93,15 @@ def test_simulate_bad_input_exits_2_with_message(tmp_path: Path, args: list[str]
     assert not (tmp_path / "hhjax_out" / "trace.png").exists()
 
 
+def test_hh1952_threshold_and_no_plot(tmp_path: Path) -> None:
+    res = hhjax_cmd("simulate", "--preset", "hh1952", "--stimulus", "pulses:150@0-1,50@10-11",
+                    "--duration", "50", "--dt", "0.025", "--no-plot", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "2 spikes (threshold 65 mV)" in res.stdout  # rest is 0 mV in the 1952 convention
+    assert (tmp_path / "hhjax_out" / "trace.npz").exists()
+    assert not (tmp_path / "hhjax_out" / "trace.png").exists()
+
+
 def test_divergence_exits_1(tmp_path: Path) -> None:
     res = hhjax_cmd("simulate", "--method", "euler", "--dt", "0.2", "--duration", "30", cwd=tmp_path)
     assert res.returncode == 1
@@ -116,6 +125,17 @@ def test_fi_several_presets(tmp_path: Path) -> None:
                        window=(100.0, 300.0))
         np.testing.assert_allclose(table[f"{preset}_rate_Hz"], np.asarray(ref.rate), rtol=1e-4)
     assert "squid: first firing at 8 uA/cm2" in res.stdout
+
+
+def test_fi_default_outputs_get_fresh_names(tmp_path: Path) -> None:
+    for _ in range(2):
+        res = hhjax_cmd("fi", "--currents", "0,10", "--duration", "100", "--quiet", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+    names = sorted(p.name for p in (tmp_path / "hhjax_out").iterdir())
+    assert names == ["fi-1.npz", "fi-1.png", "fi.npz", "fi.png"]
+    data = np.load(tmp_path / "hhjax_out" / "fi.npz")
+    np.testing.assert_allclose(data["current_uA_cm2"], [0.0, 10.0])
+    assert data["squid_rate_Hz"][0] == 0.0 and data["squid_rate_Hz"][1] > 50.0
 
 
 @pytest.mark.parametrize(
