@@ -3,17 +3,22 @@
 ``simulate`` validates its inputs (before anything compiles), moves the population
 axis, if any, to the outside with one ``jax.vmap``, and runs a jit-compiled scan whose
 per-step input is the stimulus. Recording every k-th step is a nested scan, so memory
-follows what is recorded rather than the number of steps.
+follows what is recorded rather than the number of steps; ``record="spikes"`` keeps
+only spike counts and a fixed number of interpolated spike times per neuron (O(N)
+memory). A population is sharded across every local device (every CPU core, see
+:mod:`hhjax.population`) and split into chunks when it would not fit in memory.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 
 from ._checks import check_finite, check_positive_scalar, is_concrete
 from .integrators import get_method
@@ -26,14 +31,19 @@ from .model import (
     steady_state,
 )
 from .params import validate_model
+from .population import AXIS, Progress, chunk_size, population_mesh
 from .stimulus import Stimulus, n_steps
+from .tables import build_tables, check_tabulable, exp_euler_table
 
 Array = jax.Array
 
-__all__ = ["RECORDABLE", "DivergenceError", "Trace", "simulate"]
+__all__ = ["RATES", "RECORDABLE", "DivergenceError", "Trace", "simulate"]
 
-RECORDABLE = ("v", "gates", "currents")
+RECORDABLE = ("v", "gates", "currents", "spikes")
+RATES = ("exact", "table")
 V_LIMIT = 1e4  # mV; |V| beyond this (or NaN/inf) means the integration diverged
+SPIKE_BLOCK_MS = 1.0  # spikes-only mode merges crossings into the buffer once per ~1 ms
+_SPIKES_PER_BLOCK = 2  # crossing times kept per merge block (first and last)
 
 
 class DivergenceError(ValueError):
@@ -44,13 +54,19 @@ class Trace(NamedTuple):
     """The result of :func:`simulate`.
 
     Attributes:
-        t: recorded times, ms, starting at 0 (shape ``(n_rec,)``).
+        t: recorded times, ms, starting at 0 (shape ``(n_rec,)``; empty when only
+            spikes are recorded).
         v: membrane potential, mV, ``(..., n_rec)`` (``None`` if not recorded).
         gates: each gate (``"na.m"``, ...), ``(..., n_rec)``, or ``None``.
         currents: each channel's current density, uA/cm2 (outward positive),
             ``(..., n_rec)``, or ``None``.
         final: the state after the last step (pass as ``state0`` to continue a run).
         v_max: the largest |V| (mV) reached in the run, ``(...)``.
+        spike_times: with ``record="spikes"``: upward threshold crossings, ms from the
+            start, linearly interpolated between steps, ``(..., max_spikes)``, in
+            order, NaN where unused; else ``None``.
+        spike_counts: with ``record="spikes"``: number of crossings, ``(...)`` int32
+            (it counts every crossing, also those beyond ``max_spikes``); else ``None``.
     """
 
     t: Array
@@ -59,6 +75,8 @@ class Trace(NamedTuple):
     currents: dict[str, Array] | None
     final: State
     v_max: Array
+    spike_times: Array | None = None
+    spike_counts: Array | None = None
 
 
 def _observe(model: Model, state: State, record: tuple[str, ...]) -> dict[str, Any]:
@@ -72,47 +90,102 @@ def _observe(model: Model, state: State, record: tuple[str, ...]) -> dict[str, A
     return out
 
 
+class _Static(NamedTuple):
+    """Everything that selects a compiled program (hashable; the jit's static part)."""
+
+    method: str
+    record: tuple[str, ...]  # dense records ("v", "gates", "currents")
+    every: int  # steps per recording unit (the spike-merge block in spikes-only mode)
+    checkpoint: bool
+    max_spikes: int  # 0: no spike recording
+    rates: str
+
+
 def _run_single(
-    model: Model,
-    stim: Array,
-    state0: State | None,
-    dt: Array,
-    method: str,
-    record: tuple[str, ...],
-    every: int,
-    checkpoint: bool = False,
+    model: Model, stim: Array, state0: State | None, dt: Array, threshold: Array,
+    tables: Any, cfg: _Static,
 ) -> tuple[dict[str, Any], State, Array]:
-    """Simulate one neuron: returns (records incl. t = 0, final state, max |V|)."""
-    step = get_method(method)
+    """Simulate one neuron, or a vector of neurons: (records incl. t = 0, final, max |V|).
+
+    ``stim`` is time-major: ``(n_steps,)``, or ``(n_steps, N)`` with every state leaf
+    ``(N,)`` (then ``state0`` is required and records are ``(n_rec, N)``).
+
+    The carry is ``(state, max |V|, step index, spike store)``; a recording unit of
+    ``cfg.every`` steps is an inner scan whose spike crossings (at most the first and
+    last of the unit are timed) are merged into the store once per unit.
+    """
+    if cfg.rates == "table":
+        def step(m: Model, s: State, i: Array, h: Array) -> State:
+            return exp_euler_table(m, tables, s, i, h)
+    else:
+        step = get_method(cfg.method)
+    dtype = stim.dtype
     if state0 is None:
-        state0 = steady_state(model, _resting_v_single(model, 0.0).astype(stim.dtype))
+        state0 = steady_state(model, _resting_v_single(model, 0.0).astype(dtype))
+    spikes = cfg.max_spikes > 0
+    blk0 = None
+    if spikes:
+        zeros = jnp.zeros_like(state0.v)
+        blk0 = (zeros.astype(jnp.int32), zeros, zeros)
 
-    def one(carry: tuple[State, Array], i_ext: Array) -> tuple[tuple[State, Array], None]:
-        state, v_max = carry
-        state = step(model, state, i_ext, dt)
-        return (state, jnp.maximum(v_max, jnp.abs(state.v))), None
+    def one(carry: tuple[Any, ...], i_ext: Array) -> tuple[tuple[Any, ...], None]:
+        state, v_max, k, blk = carry
+        new = step(model, state, i_ext, dt)
+        v_max = jnp.maximum(v_max, jnp.abs(new.v))
+        if spikes:
+            n_blk, t_first, t_last = blk
+            crossed = (state.v < threshold) & (new.v >= threshold)
+            rise = jnp.where(crossed, new.v - state.v, 1.0)
+            t_cross = (k.astype(dtype) + (threshold - state.v) / rise) * dt
+            t_first = jnp.where(crossed & (n_blk == 0), t_cross, t_first)
+            t_last = jnp.where(crossed, t_cross, t_last)
+            blk = (n_blk + crossed.astype(jnp.int32), t_first, t_last)
+        return (new, v_max, k + 1, blk), None
 
-    def block(carry: tuple[State, Array], i_block: Array) -> tuple[tuple[State, Array], Any]:
-        if every == 1:
-            carry, _ = one(carry, i_block)
+    def merge(store: tuple[Array, Array, Array], blk: tuple[Array, ...]) -> tuple[Array, ...]:
+        count, n_stored, times = store
+        n_blk, t_first, t_last = blk
+        slot = jnp.arange(cfg.max_spikes, dtype=jnp.int32)
+        at, n_blk_ = n_stored[..., None], n_blk[..., None]
+        times = jnp.where((slot == at) & (n_blk_ >= 1), t_first[..., None], times)
+        times = jnp.where((slot == at + 1) & (n_blk_ >= 2), t_last[..., None], times)
+        return count + n_blk, n_stored + jnp.minimum(n_blk, _SPIKES_PER_BLOCK), times
+
+    def run_unit(carry: tuple[Any, ...], i_unit: Array) -> tuple[Any, ...]:
+        state, v_max, k, store = carry
+        inner = (state, v_max, k, blk0)
+        if i_unit.shape[0] == 1:
+            inner, _ = one(inner, i_unit[0])
         else:
-            carry, _ = jax.lax.scan(one, carry, i_block)
-        return carry, _observe(model, carry[0], record)
+            inner, _ = jax.lax.scan(one, inner, i_unit)
+        state, v_max, k, blk = inner
+        if spikes:
+            store = merge(store, blk)
+        return state, v_max, k, store
 
-    n = stim.shape[-1]
+    def block(carry: tuple[Any, ...], i_unit: Array) -> tuple[tuple[Any, ...], Any]:
+        carry = run_unit(carry, i_unit)
+        return carry, _observe(model, carry[0], cfg.record)
+
+    every = cfg.every
+    n = stim.shape[0]
     units = n // every  # recording units of `every` steps, each ending in a sample
-    carry = (state0, jnp.abs(state0.v))
-    head = stim[: units * every].reshape(units, every)
+    store0 = None
+    if spikes:
+        count0 = jnp.zeros_like(state0.v, jnp.int32)
+        store0 = (count0, count0, jnp.full((*state0.v.shape, cfg.max_spikes), jnp.nan, dtype))
+    carry = (state0, jnp.abs(state0.v), jnp.int32(0), store0)
+    head = stim[: units * every].reshape(units, every, *stim.shape[1:])
 
-    def scan_units(carry: tuple[State, Array], i_units: Array) -> tuple[tuple[State, Array], Any]:
-        return jax.lax.scan(block, carry, i_units[:, 0] if every == 1 else i_units)
+    def scan_units(carry: tuple[Any, ...], i_units: Array) -> tuple[tuple[Any, ...], Any]:
+        return jax.lax.scan(block, carry, i_units)
 
-    if checkpoint and units > 1:
+    if cfg.checkpoint and units > 1:
         # sqrt(T) memory for gradients: save the carry only at group boundaries and
         # recompute each group of ~sqrt(units) units in the backward pass.
         group = max(1, int(round(units**0.5)))
         n_groups = units // group
-        grouped = head[: n_groups * group].reshape(n_groups, group, every)
+        grouped = head[: n_groups * group].reshape(n_groups, group, *head.shape[1:])
         carry, recs = jax.lax.scan(jax.checkpoint(scan_units), carry, grouped)
         recs = jax.tree_util.tree_map(lambda r: r.reshape(n_groups * group, *r.shape[2:]), recs)
         if n_groups * group < units:
@@ -121,34 +194,154 @@ def _run_single(
     else:
         carry, recs = scan_units(carry, head)
     if units * every < n:  # remainder steps after the last recorded sample
-        carry, _ = jax.lax.scan(one, carry, stim[units * every:])
-    first = _observe(model, state0, record)
+        carry = run_unit(carry, stim[units * every:])
+    first = _observe(model, state0, cfg.record)
     recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, recs)
+    if spikes:
+        count, _, times = carry[3]
+        recs["spike_times"], recs["spike_counts"] = times, count
     return recs, carry[0], carry[1]
-
-
-def _run(
-    model: Model, stim: Array, state0: State | None, dt: Array, method: str,
-    record: tuple[str, ...], every: int, checkpoint: bool = False,
-) -> tuple[dict[str, Any], State, Array]:
-    model_axes, n_model = population_axes(model)
-    stim_axis = 0 if stim.ndim == 2 else None
-    state_axes = None if state0 is None else jax.tree_util.tree_map(
-        lambda x: 0 if x.ndim == 1 else None, state0
-    )
-    if n_model is None and stim_axis is None and not _batched(state0):
-        return _run_single(model, stim, state0, dt, method, record, every, checkpoint)
-    fn = jax.vmap(
-        _run_single, in_axes=(model_axes, stim_axis, state_axes, None, None, None, None, None)
-    )
-    return fn(model, stim, state0, dt, method, record, every, checkpoint)
 
 
 def _batched(state0: State | None) -> bool:
     return state0 is not None and any(np.ndim(x) == 1 for x in jax.tree_util.tree_leaves(state0))
 
 
-_run_jit = jax.jit(_run, static_argnames=("method", "record", "every", "checkpoint"))
+def _run(
+    model: Model, stim: Array, state0: State | None, dt: Array, threshold: Array, cfg: _Static
+) -> tuple[dict[str, Any], State, Array]:
+    """The whole (local) population: tables once, then ``vmap`` over the neurons."""
+    tables = build_tables(model, dt, stim.dtype) if cfg.rates == "table" else None
+    model_axes, n_model = population_axes(model)
+    stim_axis = 0 if stim.ndim == 2 else None
+    if n_model is None and stim_axis is None and not _batched(state0):
+        return _run_single(model, stim, state0, dt, threshold, tables, cfg)
+    state_axes = None if state0 is None else jax.tree_util.tree_map(
+        lambda x: 0 if x.ndim == 1 else None, state0
+    )
+    fn = jax.vmap(
+        _run_single, in_axes=(model_axes, stim_axis, state_axes, None, None, None, None)
+    )
+    return fn(model, stim, state0, dt, threshold, tables, cfg)
+
+
+def _pop_size(model: Model, stim: Array, state0: State | None) -> int:
+    if stim.ndim == 2:
+        return stim.shape[0]
+    for leaf in jax.tree_util.tree_leaves((model, state0)):
+        if jnp.ndim(leaf) == 1:
+            return jnp.shape(leaf)[0]
+    raise ValueError("no population axis")  # unreachable: callers check
+
+
+def _run_population(
+    model: Model, stim: Array, state0: State | None, dt: Array, threshold: Array, cfg: _Static
+) -> tuple[dict[str, Any], State, Array]:
+    """The forward population kernel: the neurons as the vector axis of one scan.
+
+    Same arithmetic as ``vmap(_run_single)`` (results are bitwise equal), but every
+    state leaf is an ``(N,)`` vector stepped by :func:`_run_single` directly, with the
+    stimulus transposed once to time-major ``(n_steps, N)`` and the records once back
+    to ``(N, n_rec)``. XLA then runs one time loop over contiguous vectors; the loop
+    it builds for the ``vmap`` (which also transposes both) splits the step into more
+    kernels and measured 1.5x slower. Forward only: traced
+    calls (``jax.grad``, user ``jit``/``vmap``) use :func:`_run`.
+    """
+    tables = build_tables(model, dt, stim.dtype) if cfg.rates == "table" else None
+    dtype = stim.dtype
+    n = _pop_size(model, stim, state0)
+    if state0 is None:
+        axes, n_model = population_axes(model)
+        if n_model is None:
+            v0 = _resting_v_single(model, 0.0)
+        else:
+            v0 = jax.vmap(_resting_v_single, in_axes=(axes, None))(model, 0.0)
+        state0 = steady_state(model, jnp.broadcast_to(v0.astype(dtype), (n,)))
+    state0 = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n,)).astype(dtype), state0)
+    recs, final, v_max = _run_single(
+        model, stim.T if stim.ndim == 2 else stim, state0, dt, threshold, tables, cfg
+    )
+    out = {k: jax.tree_util.tree_map(jnp.transpose, recs[k]) for k in cfg.record}
+    for k in ("spike_times", "spike_counts"):
+        if k in recs:
+            out[k] = recs[k]
+    return out, final, v_max
+
+
+_run_jit = jax.jit(_run, static_argnames=("cfg",))  # traced inputs (grad, user jit/vmap)
+
+
+def _leaf_spec(x: Any) -> PartitionSpec:
+    """Model and state leaves: 1-D means one value per neuron."""
+    return PartitionSpec(AXIS) if np.ndim(x) == 1 else PartitionSpec()
+
+
+def _run_sharded(
+    model: Model, stim: Array, state0: State | None, dt: Array, threshold: Array, cfg: _Static
+) -> tuple[dict[str, Any], State, Array]:
+    """:func:`_run_population` with the population axis split over the local devices.
+
+    Every batched input (leading axis = population, a multiple of the device count)
+    is split along it; shared inputs are replicated. Neurons do not interact, so the
+    shards run independently (no communication).
+    """
+    has_state = state0 is not None
+    args = (model, stim, dt, threshold) + ((state0,) if has_state else ())
+    stim_spec = PartitionSpec(AXIS) if stim.ndim == 2 else PartitionSpec()
+    in_specs = (
+        jax.tree_util.tree_map(_leaf_spec, model), stim_spec, PartitionSpec(), PartitionSpec(),
+    ) + ((jax.tree_util.tree_map(_leaf_spec, state0),) if has_state else ())
+
+    def local(model: Model, stim: Array, dt: Array, threshold: Array, *rest: State) -> Any:
+        return _run_population(model, stim, rest[0] if has_state else None, dt, threshold, cfg)
+
+    return jax.shard_map(
+        local, mesh=population_mesh(), in_specs=in_specs, out_specs=PartitionSpec(AXIS),
+        check_vma=False,
+    )(*args)
+
+
+_MODES = {"single": _run, "population": _run_population, "sharded": _run_sharded}
+
+
+@functools.partial(jax.jit, static_argnames=("layout", "cfg", "mode"))
+def _entry(
+    packed: Array, arrays: tuple[Array, ...], stim: Array, *, layout: Any, cfg: _Static,
+    mode: str,
+) -> tuple[dict[str, Any], State, Array]:
+    model, state0, dt, threshold = _unpack(packed, arrays, layout)
+    return _MODES[mode](model, stim, state0, dt, threshold, cfg)
+
+
+def _pack(tree: Any, dtype: Any) -> tuple[np.ndarray, tuple[Array, ...], Any]:
+    """Every scalar leaf in one host array (one transfer instead of one per leaf)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    scalar = tuple(i for i, x in enumerate(leaves) if np.ndim(x) == 0)
+    packed = np.array([leaves[i] for i in scalar], dtype=dtype)
+    arrays = tuple(
+        jnp.asarray(x, dtype) for i, x in enumerate(leaves) if i not in set(scalar)
+    )
+    return packed, arrays, (treedef, scalar, len(leaves))
+
+
+def _unpack(packed: Array, arrays: tuple[Array, ...], layout: Any) -> Any:
+    treedef, scalar, n = layout
+    leaves: list[Any] = [None] * n
+    for j, i in enumerate(scalar):
+        leaves[i] = packed[j]
+    rest = iter(arrays)
+    for i in range(n):
+        if leaves[i] is None:
+            leaves[i] = next(rest)
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _call(
+    mode: str, model: Model, stim: Array, state0: State | None, dt: Any, threshold: Any,
+    cfg: _Static,
+) -> tuple[dict[str, Any], State, Array]:
+    packed, arrays, layout = _pack((model, state0, dt, threshold), stim.dtype)
+    return _entry(packed, arrays, stim, layout=layout, cfg=cfg, mode=mode)
 
 
 def _as_stimulus(stimulus: Any, dt: float, t_max: float | None) -> Array:
@@ -195,6 +388,76 @@ def _check_state0(model: Model, state0: State) -> State:
     return state0
 
 
+@jax.jit
+def _all_finite(x: Array) -> Array:
+    return jnp.all(jnp.isfinite(x))
+
+
+def _check_stimulus_finite(stim: Array) -> None:
+    # One compiled pass over the array (a host-side np.isfinite of an (N, n_steps)
+    # stimulus would cost a second copy of it); the message comes from check_finite.
+    if is_concrete(stim) and stim.size > 4096 and bool(_all_finite(stim)):
+        return
+    check_finite("stimulus", stim)
+
+
+def _take(tree: Any, lo: int, hi: int, pad: int, batched: Any) -> Any:
+    """Rows ``lo:hi`` of every batched leaf, padded with ``pad`` copies of the last row."""
+
+    def cut(x: Any, b: bool) -> Any:
+        if not b:
+            return x
+        part = x[lo:hi]
+        if pad:
+            part = jnp.concatenate([part, jnp.repeat(part[-1:], pad, axis=0)])
+        return part
+
+    return jax.tree_util.tree_map(cut, tree, batched)
+
+
+def _population_run(
+    model: Model, stim: Array, state0: State | None, dt: Array, threshold: Array,
+    cfg: _Static, n: int, shard: bool, chunk: int | None, progress: bool | None,
+) -> tuple[dict[str, Any], State, Array]:
+    """Run a concrete population of ``n`` neurons: sharded over devices, in chunks."""
+    n_dev = len(jax.local_devices()) if shard else 1
+    sharded = n_dev > 1 and n >= n_dev
+    mode = "sharded" if sharded else "population"
+    multiple = n_dev if sharded else 1
+    if chunk is None:
+        itemsize = stim.dtype.itemsize
+        n_rec = stim.shape[-1] // cfg.every + 1
+        fields = len(cfg.record) * (1 + len(model.gate_names) + len(model.channels))
+        per_neuron = itemsize * (
+            (2 * stim.shape[-1] if stim.ndim == 2 else 0) + 3 * n_rec * fields
+            + cfg.max_spikes + 64
+        )
+        chunk = chunk_size(n, per_neuron, multiple=multiple)
+    chunk = max(1, min(int(chunk), n))
+    batched = (
+        jax.tree_util.tree_map(lambda x: np.ndim(x) == 1, model),
+        stim.ndim == 2,
+        None if state0 is None else jax.tree_util.tree_map(lambda x: np.ndim(x) == 1, state0),
+    )
+    starts = list(range(0, n, chunk))
+    bar = Progress(len(starts), f"hhjax.simulate: {n} neurons in chunks of {chunk}", progress)
+    pieces = []
+    for lo in starts:
+        hi = min(n, lo + chunk)
+        pad = (-(hi - lo)) % multiple
+        m_c, s_c, st_c = _take((model, stim, state0), lo, hi, pad, batched)
+        out = _call(mode, m_c, s_c, st_c, dt, threshold, cfg)
+        if pad:
+            out = jax.tree_util.tree_map(lambda x, k=hi - lo: x[:k], out)
+        if len(starts) > 1:  # free device memory for the next chunk
+            out = jax.tree_util.tree_map(np.asarray, out)
+        pieces.append(out)
+        bar.update()
+    if len(pieces) == 1:
+        return pieces[0]
+    return jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.concatenate(xs)), *pieces)
+
+
 def simulate(
     model: Model,
     stimulus: Any,
@@ -207,8 +470,19 @@ def simulate(
     state0: State | None = None,
     check: bool = True,
     checkpoint: bool = False,
+    rates: str = "exact",
+    max_spikes: int = 64,
+    threshold: float = 0.0,
+    shard: bool = True,
+    chunk_size: int | None = None,
+    progress: bool | None = None,
 ) -> Trace:
     """Simulate a neuron, or a population, under an injected current.
+
+    A population (a model whose leaves have a leading axis of length N and/or a
+    stimulus of shape ``(N, n_steps)``) is split over every local device (every CPU
+    core, see :mod:`hhjax.population`) and, when it would not fit in memory, run in
+    chunks with a progress line on stderr. Results do not depend on either.
 
     Args:
         model: the model (a population if some leaves have a leading axis of length N).
@@ -219,12 +493,26 @@ def simulate(
         dt: step, ms (> 0).
         t_max: duration, ms, for stimulus objects and scalars.
         method: ``"exp_euler"`` (default), ``"rk4"`` or ``"euler"``.
-        record: any of ``"v"``, ``"gates"``, ``"currents"``.
+        record: any of ``"v"``, ``"gates"``, ``"currents"``, ``"spikes"``. With
+            ``"spikes"`` alone, memory is O(N): spike counts and up to ``max_spikes``
+            interpolated upward crossing times of ``threshold`` per neuron. (Crossing
+            times are taken per recording unit of ``every`` steps, about 1 ms in
+            spikes-only mode; at most the first and last crossing of a unit are timed,
+            all are counted.)
         every: record every ``every``-th step (memory ~ n_steps / every).
         state0: initial state; default: the resting state at zero current.
         check: raise :class:`DivergenceError` if the run diverged (only outside tracing).
         checkpoint: rematerialise the scan in ~sqrt(n_steps) groups under ``jax.grad``,
             so gradient memory grows ~sqrt(T) instead of T (costs one extra forward pass).
+        rates: ``"exact"`` (default) evaluates every rate function each step;
+            ``"table"`` (exp_euler only) interpolates tabulated gate kinetics, built
+            inside the call from the parameters (see :mod:`hhjax.tables`): faster,
+            still differentiable, gate kinetics shared by the population.
+        max_spikes: spike times kept per neuron with ``record="spikes"``.
+        threshold: spike threshold, mV (upward crossings).
+        shard: split a population over the local devices (default True).
+        chunk_size: neurons per call for a population (default: from free memory).
+        progress: print a progress line per chunk (default: when there are chunks).
 
     Returns:
         A :class:`Trace`; ``t`` starts at 0 and includes the initial state, so
@@ -234,7 +522,7 @@ def simulate(
     Raises:
         ValueError: bad ``dt``/``t_max``, NaN/inf in the stimulus or parameters,
             negative conductance or capacitance, mismatched population shapes,
-            unknown method or record name (all before compiling).
+            unknown method, rates mode or record name (all before compiling).
         DivergenceError: the integration blew up (reduce ``dt`` or use exp_euler).
 
     Example:
@@ -251,18 +539,36 @@ def simulate(
         raise ValueError(f"record must name some of {RECORDABLE}; got {record!r}")
     if not isinstance(every, (int, np.integer)) or isinstance(every, bool) or every < 1:
         raise ValueError(f"every must be an int >= 1 (record every k-th step); got {every!r}")
+    if rates not in RATES:
+        raise ValueError(f"rates must be one of {RATES}; got {rates!r}")
+    if rates == "table" and method != "exp_euler":
+        raise ValueError(f"rates='table' needs method='exp_euler'; got method={method!r}")
+    spikes = "spikes" in record
+    if spikes and (
+        not isinstance(max_spikes, (int, np.integer)) or isinstance(max_spikes, bool)
+        or max_spikes < 1
+    ):
+        raise ValueError(f"max_spikes must be an int >= 1; got {max_spikes!r}")
+    if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be an int >= 1 (neurons per call); got {chunk_size!r}")
     if not isinstance(model, Model):
         raise TypeError(f"model must be a hhjax.Model; got {type(model).__name__}")
     check_positive_scalar("dt", dt, "ms")
+    if is_concrete(threshold):
+        if np.ndim(threshold) != 0:
+            raise ValueError(f"threshold must be a scalar in mV; got shape {np.shape(threshold)}")
+        check_finite("threshold", threshold)
     stim = _as_stimulus(stimulus, dt, t_max)
-    check_finite("stimulus", stim)
-    validate_model(model)
-    _, n_model = population_axes(model)
+    _check_stimulus_finite(stim)
+    n_model = _validated(model)
+    if rates == "table":
+        check_tabulable(model)
     if stim.ndim == 2 and n_model is not None and stim.shape[0] != n_model:
         raise ValueError(
             f"stimulus population ({stim.shape[0]} rows) does not match the model "
             f"population ({n_model} parameter sets)"
         )
+    n_state: set[int] = set()
     if state0 is not None:
         state0 = _check_state0(model, state0)
         n_state = {np.shape(x)[0] for x in jax.tree_util.tree_leaves(state0) if np.ndim(x) == 1}
@@ -272,29 +578,72 @@ def simulate(
                 f"state0 population size {sorted(n_state)} does not match the model/stimulus "
                 f"population {sorted(n_other)}"
             )
-    if stim.shape[-1] < every:
+    dense = tuple(r for r in record if r != "spikes")
+    if stim.shape[-1] < every and dense:
         raise ValueError(f"every = {every} exceeds the number of steps ({stim.shape[-1]})")
+    if not dense:  # spikes only: merge crossings about once per SPIKE_BLOCK_MS
+        block = int(SPIKE_BLOCK_MS / float(dt)) if is_concrete(dt) else 32
+        every = max(1, min(block, 64, stim.shape[-1]))
 
     dtype = stim.dtype
-    model = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), model)
-    if state0 is not None:
-        state0 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), state0)
-    recs, final, v_max = _run_jit(
-        model, stim, state0, jnp.asarray(dt, dtype), method=method, record=record,
-        every=every, checkpoint=bool(checkpoint),
+    cfg = _Static(
+        method=method, record=dense, every=int(every), checkpoint=bool(checkpoint),
+        max_spikes=int(max_spikes) if spikes else 0, rates=rates,
     )
-    n_rec = stim.shape[-1] // every + 1
-    if is_concrete(dt):  # times computed in float64, then rounded once
-        t = jnp.asarray(np.arange(n_rec) * (float(dt) * every), dtype)
+    n_pop = n_model or (stim.shape[0] if stim.ndim == 2 else None) or next(iter(n_state), None)
+    if is_concrete((model, stim, state0, dt, threshold)):
+        if n_pop is not None:
+            recs, final, v_max = _population_run(
+                model, stim, state0, dt, threshold, cfg, int(n_pop), shard, chunk_size, progress
+            )
+        else:
+            recs, final, v_max = _call("single", model, stim, state0, dt, threshold, cfg)
+        t = _time_grid(stim.shape[-1] // every + 1 if dense else 0, float(dt) * every, dtype)
     else:
-        t = jnp.arange(n_rec, dtype=dtype) * (dt * every)
+        model = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), model)
+        if state0 is not None:
+            state0 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), state0)
+        recs, final, v_max = _run_jit(
+            model, stim, state0, jnp.asarray(dt, dtype), jnp.asarray(threshold, dtype), cfg=cfg
+        )
+        n_rec = stim.shape[-1] // every + 1 if dense else 0
+        if is_concrete(dt):
+            t = _time_grid(n_rec, float(dt) * every, dtype)
+        else:
+            t = jnp.arange(n_rec, dtype=dtype) * (dt * every)
     trace = Trace(
         t=t, v=recs.get("v"), gates=recs.get("gates"), currents=recs.get("currents"),
-        final=final, v_max=v_max,
+        final=final, v_max=v_max, spike_times=recs.get("spike_times"),
+        spike_counts=recs.get("spike_counts"),
     )
     if check and is_concrete(v_max):
         _check_divergence(trace, method, dt)
     return trace
+
+
+@functools.lru_cache(maxsize=64)
+def _time_grid(n_rec: int, step: float, dtype: Any) -> Array:
+    """Recorded times, ms: computed in float64, then rounded once (cached per shape)."""
+    return jnp.asarray(np.arange(n_rec) * step, dtype)
+
+
+_LAST_VALID: list[Any] = [None, None]  # the last model that passed validation, its N
+
+
+def _validated(model: Model) -> int | None:
+    """Validate ``model`` (see :func:`hhjax.params.validate_model`); its population size.
+
+    The result for the last model is reused when the very same object comes back and
+    none of its leaves is a (mutable) NumPy array, which keeps repeated calls cheap.
+    """
+    if _LAST_VALID[0] is model:
+        return _LAST_VALID[1]
+    validate_model(model)
+    _, n_model = population_axes(model)
+    leaves = jax.tree_util.tree_leaves(model)
+    if is_concrete(leaves) and not any(isinstance(x, np.ndarray) for x in leaves):
+        _LAST_VALID[0], _LAST_VALID[1] = model, n_model
+    return n_model
 
 
 def _check_divergence(trace: Trace, method: str, dt: float) -> None:

@@ -1,0 +1,152 @@
+"""Populations across cores and devices: CPU devices, sharding, chunking, progress.
+
+A population simulation is independent per neuron, so it splits without communication:
+
+* **Every core.** XLA runs one CPU computation on one core (a scan's fused loop is
+  not split across threads), so a 2-core machine needs two CPU *devices*. On import,
+  hhjax asks JAX for one CPU device per core (``jax_num_cpu_devices``) when, and only
+  when, JAX's backends are not initialised yet and the user has set neither that
+  option nor ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``. Code that
+  does not shard still runs on device 0 exactly as before. Set ``HHJAX_CPU_DEVICES=1``
+  (or import jax and use it before hhjax) to keep JAX's default of one CPU device.
+* **Every device.** :func:`population_mesh` is a 1-D mesh over ``jax.local_devices()``
+  (GPUs when present); :func:`hhjax.simulate` shards the population axis over it with
+  ``jax.shard_map``. Across hosts, call ``jax.distributed.initialize()`` first and give
+  each process its own slice of the population (see the README).
+* **Larger than memory.** :func:`chunk_size` bounds the neurons per call from the
+  memory available, and :class:`Progress` prints a one-line progress report to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = [
+    "AXIS",
+    "Progress",
+    "available_memory",
+    "chunk_size",
+    "enable_cpu_devices",
+    "population_mesh",
+]
+
+AXIS = "population"  # name of the mesh axis the population is sharded along
+
+
+def enable_cpu_devices(count: int | None = None) -> bool:
+    """Ask JAX for ``count`` CPU devices (default: one per core) if still possible.
+
+    Does nothing (returns False) when JAX's backends are already initialised, when the
+    user chose a device count (``XLA_FLAGS`` or ``jax_num_cpu_devices``), or when
+    ``HHJAX_CPU_DEVICES`` says otherwise. Only the CPU platform is affected.
+
+    Args:
+        count: number of CPU devices; default ``HHJAX_CPU_DEVICES`` or ``os.cpu_count()``.
+
+    Returns:
+        True if the setting was applied.
+    """
+    from jax._src import xla_bridge
+
+    env = os.environ.get("HHJAX_CPU_DEVICES")
+    if count is None:
+        count = int(env) if env and env.isdigit() else (os.cpu_count() or 1)
+    if count <= 1 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return False
+    if xla_bridge.backends_are_initialized():
+        return False
+    try:
+        if jax.config.jax_num_cpu_devices not in (-1, None):
+            return False
+        jax.config.update("jax_num_cpu_devices", int(count))
+    except (AttributeError, RuntimeError):  # older JAX, or too late
+        return False
+    return True
+
+
+_MESHES: dict[tuple[Any, ...], jax.sharding.Mesh] = {}
+
+
+def population_mesh() -> jax.sharding.Mesh:
+    """A 1-D mesh named :data:`AXIS` over the default backend's local devices (cached)."""
+    devices = tuple(jax.local_devices())
+    if devices not in _MESHES:
+        _MESHES[devices] = jax.sharding.Mesh(np.array(devices), (AXIS,))
+    return _MESHES[devices]
+
+
+def available_memory() -> int:
+    """Bytes the default device can still allocate (host RAM on CPU)."""
+    device = jax.local_devices()[0]
+    stats = None
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 - not every backend implements it
+        stats = None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0)) * len(jax.local_devices())
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 2**30
+
+
+def chunk_size(n: int, bytes_per_neuron: int, budget: int | None = None, multiple: int = 1) -> int:
+    """Neurons per call so that ``bytes_per_neuron`` times it fits ``budget``.
+
+    Args:
+        n: population size.
+        bytes_per_neuron: working memory one neuron needs during a call, bytes.
+        budget: bytes allowed (default: half of :func:`available_memory`).
+        multiple: round the chunk down to a multiple of this (the device count).
+
+    Returns:
+        A chunk size in ``[multiple, n]`` (``n`` when everything fits).
+    """
+    budget = available_memory() // 2 if budget is None else budget
+    fits = max(1, budget // max(1, bytes_per_neuron))
+    if fits >= n:
+        return n
+    return max(multiple, fits // multiple * multiple)
+
+
+class Progress:
+    """A one-line progress report on stderr (no dependency), e.g. for chunks.
+
+    Args:
+        total: number of units of work.
+        label: what is being done.
+        enabled: print at all (default: only when there is more than one unit).
+    """
+
+    def __init__(self, total: int, label: str, enabled: bool | None = None) -> None:
+        self.total, self.label, self.done = total, label, 0
+        self.enabled = total > 1 if enabled is None else enabled
+        self.start = time.perf_counter()
+
+    def update(self, k: int = 1) -> None:
+        """Count ``k`` more units done and redraw the line."""
+        self.done += k
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
+        end = "\n" if self.done >= self.total else ""
+        sys.stderr.write(
+            f"\r{self.label}: {self.done}/{self.total} "
+            f"({100 * self.done / self.total:.0f}%), {elapsed:.1f} s, ~{eta:.0f} s left{end}"
+        )
+        sys.stderr.flush()
+
+
+enable_cpu_devices()

@@ -1,0 +1,279 @@
+"""Fast paths give the plain simulation's answer: chunked, sharded, recording, tables.
+
+Oracles: the plain (unchunked, unsharded, every-step) simulation itself for the layout
+variants (equal up to float rounding: integers exactly, floats within a few ulps), the brute-force crossing finder on the dense trace for
+spikes-only recording, and SciPy's Radau at rtol 1e-10 for the tabulated rates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from reference import crossings, hh_solve
+
+import hhjax
+from hhjax import population
+
+DT = 0.025
+
+
+def _population(n: int, n_steps: int, dtype=None) -> tuple[hhjax.Model, jax.Array]:
+    """NEURON-``hh`` population: a 10 uA/cm2-ish step at 5 ms, amplitudes 6..14."""
+    t = np.arange(n_steps) * DT
+    amp = np.linspace(6.0, 14.0, n)
+    stim = jnp.asarray((t[None, :] >= 5.0) * amp[:, None], dtype or jnp.result_type(float))
+    return hhjax.presets.neuron_hh(), stim
+
+
+def _leaves(trace: hhjax.Trace) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(trace)]
+
+
+def _assert_same(a: hhjax.Trace, b: hhjax.Trace) -> None:
+    """Equal leaf by leaf: integers exactly, floats to a few ulps of rounding.
+
+    XLA may contract a multiply-add into an FMA differently for another vector length
+    (a chunk of 1 neuron against 5), so floats get a rounding-level tolerance.
+    """
+    la, lb = _leaves(a), _leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb, strict=True):
+        _close(x, y)
+
+
+def _close(x: np.ndarray, y: np.ndarray) -> None:
+    x, y = np.asarray(x), np.asarray(y)
+    assert x.shape == y.shape and x.dtype == y.dtype
+    if x.dtype.kind != "f":
+        np.testing.assert_array_equal(x, y)
+    else:
+        # float32: ~1 ulp of V, amplified by dV/dt ~ 100 mV/ms on a spike's upstroke
+        rtol, atol = (1e-4, 1e-3) if x.dtype == np.float32 else (1e-10, 1e-9)
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+def test_chunked_equals_plain(dtype, capsys):
+    model, stim = _population(7, 600, dtype)
+    rec = ("v", "gates", "spikes")
+    plain = hhjax.simulate(model, stim, dt=DT, record=rec, shard=False)
+    chunked = hhjax.simulate(model, stim, dt=DT, record=rec, shard=False, chunk_size=3)
+    _assert_same(plain, chunked)
+    assert plain.v.shape == (7, 601) and plain.v.dtype == dtype
+    assert "3/3" in capsys.readouterr().err  # the progress line reached the last chunk
+
+
+def test_population_model_chunked_and_state0(dtype):
+    # population in the model (one g_Na per neuron), shared 1-D stimulus, given state0
+    n = 5
+    model = hhjax.set_params(hhjax.presets.neuron_hh(), {"na.g": np.linspace(90, 150, n)})
+    stim = jnp.asarray((np.arange(500) * DT >= 2.0) * 10.0, dtype)
+    rest = hhjax.resting_state(model)
+    plain = hhjax.simulate(model, stim, dt=DT, state0=rest, shard=False)
+    chunked = hhjax.simulate(model, stim, dt=DT, state0=rest, shard=False, chunk_size=2)
+    _assert_same(plain, chunked)
+
+
+def test_population_kernel_matches_traced_vmap_path():
+    # concrete calls take the time-major population kernel; traced ones (user jit,
+    # grad) the vmap of the single-neuron scan: same arithmetic, same numbers
+    model, stim = _population(4, 400)
+    fast = hhjax.simulate(model, stim, dt=DT, shard=False).v
+    traced = jax.jit(lambda s: hhjax.simulate(model, s, dt=DT).v)(stim)
+    np.testing.assert_allclose(np.asarray(fast), np.asarray(traced), rtol=0, atol=1e-4)
+    single = hhjax.simulate(model, stim[2], dt=DT).v
+    np.testing.assert_allclose(np.asarray(fast[2]), np.asarray(single), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("every", [1, 7, 10])
+def test_every_kth_step_equals_plain_subsampled(every, dtype):
+    model, stim = _population(3, 403, dtype)
+    plain = hhjax.simulate(model, stim, dt=DT, record=("v", "gates"))
+    sub = hhjax.simulate(model, stim, dt=DT, record=("v", "gates"), every=every)
+    n_rec = 403 // every + 1
+    assert sub.v.shape == (3, n_rec)  # memory follows what is recorded
+    _close(sub.v, np.asarray(plain.v)[:, ::every][:, :n_rec])
+    _close(sub.gates["na.m"], np.asarray(plain.gates["na.m"])[:, ::every][:, :n_rec])
+    np.testing.assert_allclose(np.asarray(sub.t), np.asarray(plain.t)[::every][:n_rec])
+    _assert_same_final(sub, plain)
+
+
+def _assert_same_final(a: hhjax.Trace, b: hhjax.Trace) -> None:
+    for x, y in zip(jax.tree_util.tree_leaves(a.final), jax.tree_util.tree_leaves(b.final),
+                    strict=True):
+        _close(x, y)
+    _close(a.v_max, b.v_max)
+
+
+def test_spikes_only_matches_crossings_of_the_dense_trace(dtype):
+    n, n_steps = 6, 4003  # 100 ms, several spikes each; a remainder after the last block
+    model, stim = _population(n, n_steps, dtype)
+    dense = hhjax.simulate(model, stim, dt=DT)
+    spk = hhjax.simulate(model, stim, dt=DT, record="spikes", max_spikes=16)
+    assert spk.v is None and spk.t.shape == (0,)
+    assert spk.spike_times.shape == (n, 16) and spk.spike_counts.shape == (n,)
+    t = np.arange(n_steps + 1) * DT
+    tol = 1e-9 if dtype == jnp.float64 else 2e-4
+    for i in range(n):
+        ref = crossings(t, np.asarray(dense.v[i], np.float64))
+        assert int(spk.spike_counts[i]) == len(ref) >= 2
+        got = np.asarray(spk.spike_times[i], np.float64)
+        np.testing.assert_allclose(got[: len(ref)], ref, rtol=0, atol=tol)
+        assert np.all(np.isnan(got[len(ref):]))
+    _assert_same_final(spk, dense)
+
+
+def test_spike_buffer_overflow_keeps_counting():
+    model, stim = _population(2, 4000)
+    spk = hhjax.simulate(model, stim, dt=DT, record="spikes", max_spikes=2)
+    dense = hhjax.simulate(model, stim, dt=DT)
+    t = np.arange(4001) * DT
+    ref = crossings(t, np.asarray(dense.v[1], np.float64))
+    assert int(spk.spike_counts[1]) == len(ref) > 2
+    np.testing.assert_allclose(np.asarray(spk.spike_times[1]), ref[:2], atol=2e-4)
+
+
+def test_spikes_with_dense_recording():
+    model, stim = _population(2, 2000)
+    both = hhjax.simulate(model, stim, dt=DT, record=("v", "spikes"), every=20)
+    t = np.arange(2001) * DT
+    dense = hhjax.simulate(model, stim, dt=DT)
+    ref = crossings(t, np.asarray(dense.v[0], np.float64))
+    assert int(both.spike_counts[0]) == len(ref)
+    np.testing.assert_allclose(np.asarray(both.spike_times[0, : len(ref)]), ref, atol=2e-4)
+    _close(both.v, np.asarray(dense.v)[:, ::20])
+
+
+def _spike_error(trace_times: np.ndarray, ref: np.ndarray) -> float:
+    assert len(trace_times) == len(ref)
+    return float(np.max(np.abs(trace_times - ref)))
+
+
+def test_table_rates_as_accurate_as_exact_against_scipy():
+    # squid model, 10 uA/cm2 from 5 ms: spike times vs Radau at rtol 1e-10
+    t_max, amp = 60.0, 10.0
+    model = hhjax.presets.squid()
+    stim = hhjax.stimulus.step_current(amp, 5.0)
+    t_fine = np.arange(0.0, t_max + 1e-9, 0.001)
+    ref = crossings(t_fine, hh_solve(lambda t: amp if t >= 5.0 else 0.0, t_max, t_fine))
+    assert len(ref) >= 3
+    with jax.enable_x64(True):
+        errs = {}
+        for rates in ("exact", "table"):
+            tr = hhjax.simulate(model, stim, dt=DT, t_max=t_max, rates=rates, record="spikes")
+            times = np.asarray(tr.spike_times)[: int(tr.spike_counts)]
+            errs[rates] = _spike_error(times, ref)
+    assert errs["exact"] > 1e-3  # the dt error is visible (the test can tell)
+    assert errs["table"] <= 1.05 * errs["exact"], errs
+
+
+def test_table_rates_close_to_exact_and_differentiable():
+    model, stim = _population(3, 1200)
+    exact = hhjax.simulate(model, stim, dt=DT, record=("v", "spikes"))
+    table = hhjax.simulate(model, stim, dt=DT, record=("v", "spikes"), rates="table")
+    np.testing.assert_array_equal(np.asarray(exact.spike_counts), np.asarray(table.spike_counts))
+    assert int(exact.spike_counts.min()) >= 1
+    np.testing.assert_allclose(  # spike times agree to 0.01 ms (dt / 2.5)
+        np.asarray(table.spike_times), np.asarray(exact.spike_times), atol=1e-2, equal_nan=True
+    )
+    assert float(jnp.mean(jnp.abs(exact.v - table.v))) < 0.01  # mV
+
+    def loss(g_na: jax.Array, rates: str) -> jax.Array:
+        m = hhjax.set_params(model, {"na.g": g_na})
+        return jnp.mean(hhjax.simulate(m, stim[0, :400], dt=DT, rates=rates).v)
+
+    g_exact = jax.grad(loss)(120.0, "exact")
+    g_table = jax.grad(loss)(120.0, "table")
+    assert np.isfinite(float(g_table)) and float(g_table) != 0.0
+    np.testing.assert_allclose(float(g_table), float(g_exact), rtol=0.05)
+
+
+def test_table_rates_gradient_reaches_rate_parameters():
+    model, stim = _population(1, 300)
+
+    def loss(mid: jax.Array) -> jax.Array:
+        m = hhjax.set_params(model, {"na.m.alpha.midpoint": mid})
+        return jnp.mean(hhjax.simulate(m, stim[0], dt=DT, rates="table").v)
+
+    g = float(jax.grad(loss)(-40.0))
+    h = 1e-2
+    fd = (float(loss(-40.0 + h)) - float(loss(-40.0 - h))) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=0.05)
+
+
+def test_validation_of_new_options():
+    model, stim = _population(2, 100)
+    with pytest.raises(ValueError, match="rates must be one of"):
+        hhjax.simulate(model, stim, dt=DT, rates="lut")
+    with pytest.raises(ValueError, match="needs method='exp_euler'"):
+        hhjax.simulate(model, stim, dt=DT, rates="table", method="rk4")
+    varied = hhjax.set_params(model, {"na.m.alpha.midpoint": np.array([-40.0, -41.0])})
+    with pytest.raises(ValueError, match="gate kinetics shared"):
+        hhjax.simulate(varied, stim, dt=DT, rates="table")
+    with pytest.raises(ValueError, match="max_spikes"):
+        hhjax.simulate(model, stim, dt=DT, record="spikes", max_spikes=0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        hhjax.simulate(model, stim, dt=DT, chunk_size=0)
+    with pytest.raises(ValueError, match="threshold"):
+        hhjax.simulate(model, stim, dt=DT, record="spikes", threshold=float("nan"))
+
+
+def test_cpu_devices_not_changed_after_backend_start():
+    jax.devices()  # the backend is up in this process
+    assert population.enable_cpu_devices(4) is False
+
+
+def test_chunk_size_from_budget():
+    assert population.chunk_size(1000, 10, budget=10**9) == 1000
+    assert population.chunk_size(1000, 10, budget=2000, multiple=4) == 200
+    assert population.chunk_size(1000, 10**9, budget=10, multiple=2) == 2
+
+
+_SHARDED = textwrap.dedent(
+    """
+    import json, numpy as np, jax, jax.numpy as jnp, hhjax
+    model = hhjax.presets.neuron_hh()
+    t = np.arange(800) * 0.025
+    amp = np.linspace(6.0, 14.0, 10)  # 10 neurons over 4 devices: padded to 12
+    stim = jnp.asarray((t[None, :] >= 5.0) * amp[:, None], jnp.float32)
+    rec = ("v", "spikes")
+    one = hhjax.simulate(model, stim, dt=0.025, record=rec, shard=False)
+    four = hhjax.simulate(model, stim, dt=0.025, record=rec)
+    both = hhjax.simulate(model, stim, dt=0.025, record=rec, chunk_size=4)
+    m8 = hhjax.set_params(model, {"na.g": np.linspace(100, 140, 8)})
+    p_one = hhjax.simulate(m8, stim[0], dt=0.025, shard=False)
+    from hhjax.simulate import _call, _Static
+    cfg = _Static("exp_euler", ("v",), 1, False, 0, "exact")
+    raw = _call("sharded", m8, stim[0], None, 0.025, 0.0, cfg)[0]["v"]
+    same = lambda a, b: all(np.allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-3,
+        equal_nan=True) and np.asarray(x).dtype == np.asarray(y).dtype
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+    print(json.dumps({
+        "devices": len(jax.devices()),
+        "same": same(one, four), "same_chunked": same(one, both),
+        "same_model_pop": same(p_one.v, raw),
+        "split": len(raw.sharding.device_set),
+    }))
+    """
+)
+
+
+def test_sharded_over_four_cpu_devices_equals_plain():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    here = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(here), env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, "-c", _SHARDED], env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res == {
+        "devices": 4, "same": True, "same_chunked": True, "same_model_pop": True, "split": 4,
+    }
