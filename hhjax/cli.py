@@ -252,15 +252,13 @@ def _output_paths(args: argparse.Namespace, stem: str) -> tuple[Path | None, Pat
         _claim(data, args.force, "--data")
     if fig is not None and data is not None and fig.resolve() == data.resolve():
         raise UsageError("--output and --data name the same file")
-    for p in (fig, data):
-        if p is not None:
-            p.parent.mkdir(parents=True, exist_ok=True)
     return fig, data
 
 
 def _write_table(path: Path, columns: dict[str, Any]) -> None:
     import numpy as np
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.asarray(v) for k, v in columns.items()}
     if path.suffix.lower() == ".npz":
         np.savez(path, **arrays)
@@ -328,6 +326,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         title = f"{args.preset}: {args.stimulus}"
         fig = plot.overview(trace, i_ext, threshold=thr, title=title)
+        fig_path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(fig_path, dpi=args.dpi)
         print(f"wrote {fig_path}")
     return 0
@@ -373,6 +372,7 @@ def cmd_fi(args: argparse.Namespace) -> int:
     if fig_path is not None:
         w = next(iter(curves.values())).window
         fig = plot.fi_curves(curves, title=f"f-I: {args.duration:g} ms steps, rate over {w[0]:g}-{w[1]:g} ms")
+        fig_path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(fig_path, dpi=args.dpi)
         print(f"wrote {fig_path}")
     return 0

@@ -86,11 +86,29 @@ def test_simulate_explicit_outputs_refuse_overwrite_unless_forced(tmp_path: Path
         (["--method", "heun"], "invalid choice"),
     ],
 )
-def test_simulate_bad_input_exits_2_with_message(tmp_path: Path, args: list[str], message: str) -> None:
-    res = hhjax_cmd("simulate", "--duration", "5", *args, cwd=tmp_path)
+def test_simulate_bad_input_exits_2_with_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+    args: list[str], message: str,
+) -> None:
+    # in-process (the same main() the console script calls) to keep the suite fast;
+    # test_bad_input_as_subprocess runs the same path through a real process
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = cli.main(["simulate", "--duration", "5", *args])
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "hhjax_out").exists()
+
+
+def test_bad_input_as_subprocess(tmp_path: Path) -> None:
+    res = hhjax_cmd("--stimulus", "step:10@60-10", cwd=tmp_path)
     assert res.returncode == 2
-    assert message in res.stderr
-    assert not (tmp_path / "hhjax_out" / "trace.png").exists()
+    assert "hhjax simulate: error: stimulus term 'step:10@60-10'" in res.stderr
+    res = hhjax_cmd("fi", "--currents", "5:1:1", cwd=tmp_path)
+    assert res.returncode == 2 and "STOP >= START" in res.stderr
+    assert not (tmp_path / "hhjax_out").exists()
 
 
 def test_hh1952_threshold_and_no_plot(tmp_path: Path) -> None:
@@ -148,10 +166,13 @@ def test_fi_default_outputs_get_fresh_names(tmp_path: Path) -> None:
         (["--preset", "squid", "nope"], "unknown preset 'nope'"),
     ],
 )
-def test_fi_bad_input(tmp_path: Path, args: list[str], message: str) -> None:
-    res = hhjax_cmd("fi", "--duration", "50", "--quiet", *args, cwd=tmp_path)
-    assert res.returncode == 2
-    assert message in res.stderr
+def test_fi_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+    args: list[str], message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["fi", "--duration", "50", "--quiet", *args]) == 2
+    assert message in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ presets, help, fit
