@@ -457,6 +457,7 @@ def _run_steps(
     chunk: int,
     progress: bool,
     label: str,
+    rest: State | None = None,
 ) -> tuple[Array, Array, Array, Array]:
     """Steps of ``amplitudes`` for every neuron of ``model``: stats ``(N?, K)``.
 
@@ -468,7 +469,8 @@ def _run_steps(
     dtype = amplitudes.dtype
     model = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), model)
     k = amplitudes.shape[-1]
-    rest = resting_state(model)  # population if the model is one
+    if rest is None:
+        rest = resting_state(model)  # population if the model is one
     pop = n_model or 1
     total = pop * k
     amplitudes = jnp.broadcast_to(amplitudes, (pop, k))
@@ -683,11 +685,13 @@ def rheobase(
     rounds = int(np.ceil(np.log((high - low) / tol) / np.log(points + 1))) + 2
     fires_high = np.ones(pop, bool)
     fires_low = np.zeros(pop, bool)
+    rest = resting_state(jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), model))
     for r in range(rounds):
         grid = lo[:, None] + (hi - lo)[:, None] * frac[None, :]  # (pop, points)
         _, count, _, _ = _run_steps(
             model, jnp.asarray(grid, dtype), duration=duration, dt=dt, method=method,
             threshold=threshold, window=(w0, w1), chunk=chunk, progress=False, label="rheobase",
+            rest=rest,
         )
         fires = np.asarray(count).reshape(pop, points) >= min_spikes
         if r == 0:

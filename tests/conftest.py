@@ -15,9 +15,3 @@ def dtype(request: pytest.FixtureRequest) -> Iterator[jnp.dtype]:
     with jax.enable_x64(request.param == "float64"):
         yield jnp.dtype(request.param)
 
-
-@pytest.fixture
-def headless(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Force matplotlib's non-interactive Agg backend (no display needed)."""
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.delenv("DISPLAY", raising=False)
