@@ -1,0 +1,511 @@
+"""The hhjax benchmark suite: throughput, compile time, memory, gradients, peers.
+
+One command (from the repository root)::
+
+    python -m benchmarks.run              # the full suite (tens of minutes on 2 cores)
+    python -m benchmarks.run --quick      # a 1-2 minute smoke version
+    python -m benchmarks.run --help       # sizes, dtypes, methods, peers, ...
+
+writes ``benchmarks/results/<tag>.json``, ``<tag>.md`` (the tables) and ``<tag>.png``
+(neuron-steps/s against N), ``<tag>`` defaulting to ``latest`` (``--tag``).
+
+The workload (the peers' too, :mod:`benchmarks.peers._workload`): NEURON ``hh`` point
+neurons (``hhjax.presets.neuron_hh()``), a step of ``linspace(9.5, 10.5, N)`` uA/cm2
+from 10 ms, dt = 0.025 ms, 100 ms (4000 steps), every neuron from rest; recording V every
+step (``v``), every 10th step (``v10``) or spikes only (``spikes``). hhjax is timed
+through ``hhjax.simulate`` with an ``(N, 4000)`` stimulus array: the first call (trace +
+compile + run) and then the median of several steady-state calls (``block_until_ready``);
+``compile_s`` is their difference. Memory is the peak resident-set growth during the
+steady-state calls (sampled every 2 ms), on top of the inputs.
+
+N = 1e6 does not fit as an ``(N, 4000)`` stimulus (16 GB in float32); there the suite
+runs the "shared" variant: one 10 uA/cm2 step for every neuron (a 1-D stimulus), the
+population given by a length-N ``state0`` (rest), ``v10`` and ``spikes``.
+
+Peers (NumPy Euler, SciPy odeint, NEURON, Brian2, Jaxley, BrainPy) run through
+``python -m benchmarks.peers`` in ``.venv-bench`` when it exists (``bash
+benchmarks/setup_bench_env.sh``), else in this interpreter when importable; a peer
+that is missing is skipped with a note. The gradient part times ``jax.grad`` of a
+voltage loss against the forward run for 1e3-1e5 steps, with and without
+``checkpoint=True``, with XLA's own count of the temporary memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DT, T_MAX, STEP_START = 0.025, 100.0, 10.0
+N_STEPS = int(round(T_MAX / DT))
+RECORDS = {"v": dict(record="v"), "v10": dict(record="v", every=10), "spikes": dict(record="spikes")}
+PEERS = ("numpy_euler", "scipy_odeint", "brian2_hh", "neuron_hh", "jaxley_hh", "brainpy_hh")
+PEER_MAX_N = {"scipy_odeint": 100}  # the adapters' own limits
+
+
+def _log(msg: str) -> None:
+    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {msg}\n")
+    sys.stderr.flush()
+
+
+class _PeakRSS:
+    """Peak resident-set size (bytes) of this process while the block runs."""
+
+    def __enter__(self) -> _PeakRSS:
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self._rss())
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def _amplitudes(n: int) -> np.ndarray:
+    return np.full(1, 10.0) if n == 1 else np.linspace(9.5, 10.5, n)
+
+
+def _stimulus(n: int, dtype: Any) -> Any:
+    import jax.numpy as jnp
+
+    on = (np.arange(N_STEPS) >= int(round(STEP_START / DT))).astype(dtype)
+    if n == 1:
+        return jnp.asarray(10.0 * on, dtype)
+    return jnp.asarray(_amplitudes(n).astype(dtype)[:, None] * on[None, :])
+
+
+def _environment() -> dict[str, Any]:
+    import jax
+    import jaxlib
+
+    import hhjax
+
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    return {
+        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {cpu} ({os.cpu_count()} cores)",
+        "python": platform.python_version(), "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__, "numpy": np.__version__, "hhjax": hhjax.__version__,
+        "devices": [str(d) for d in jax.devices()], "backend": jax.default_backend(),
+        "load_avg_start": os.getloadavg(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
+
+
+def _median_runs(fn: Any, repeats: int) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+def bench_hhjax(
+    n: int, dtype: str, method: str, rates: str, record: str, repeats: int, shared: bool = False,
+) -> dict[str, Any]:
+    """Time ``hhjax.simulate`` on the standard workload (one configuration)."""
+    import jax
+    import jax.numpy as jnp
+
+    import hhjax
+    import hhjax.analysis
+
+    with jax.enable_x64(dtype == "float64"):
+        model = hhjax.presets.neuron_hh()
+        kw = dict(dt=DT, method=method, rates=rates, **RECORDS[record])
+        if shared:  # N neurons from rest (state0 of length N) under one 1-D stimulus
+            rest = hhjax.resting_state(model)
+            kw["state0"] = jax.tree_util.tree_map(lambda x: jnp.full((n,), x, dtype), rest)
+            stim = _stimulus(1, dtype)
+        else:
+            stim = _stimulus(n, dtype)
+
+        def call() -> Any:
+            return jax.block_until_ready(hhjax.simulate(model, stim, **kw))
+
+        t0 = time.perf_counter()
+        out = call()
+        first = time.perf_counter() - t0
+        reps = repeats if first < 20 else 1
+        with _PeakRSS() as mem:
+            run_s, all_s = _median_runs(call, reps)
+        if out.spike_counts is not None:
+            counts = np.asarray(out.spike_counts)
+        else:
+            counts = np.asarray(hhjax.analysis.spike_count(jnp.asarray(out.v)))
+    return {
+        "tool": "hhjax", "n": n, "dtype": dtype, "method": method, "rates": rates,
+        "record": record, "stimulus": "shared 1-D" if shared else "(N, n_steps)",
+        "first_call_s": first, "compile_s": max(0.0, first - run_s), "run_s": run_s,
+        "run_s_all": all_s, "neuron_steps_per_s": n * N_STEPS / run_s,
+        "peak_mb": mem.growth_mb, "spikes": int(counts.sum()), "load_avg": os.getloadavg()[0],
+    }
+
+
+def bench_gradient(n_steps: int, checkpoint: bool, repeats: int) -> dict[str, Any]:
+    """``jax.grad`` of a voltage MSE w.r.t. g_Na against the forward loss (one neuron)."""
+    import jax
+    import jax.numpy as jnp
+
+    import hhjax
+
+    model = hhjax.presets.neuron_hh()
+    stim = jnp.asarray((np.arange(n_steps) * DT >= STEP_START) * 10.0, jnp.float32)
+    target = hhjax.simulate(model, stim, dt=DT).v
+
+    def loss(g_na: jax.Array) -> jax.Array:
+        m = hhjax.set_params(model, {"na.g": g_na})
+        v = hhjax.simulate(m, stim, dt=DT, checkpoint=checkpoint).v
+        return jnp.mean((v - target) ** 2)
+
+    out: dict[str, Any] = {"n_steps": n_steps, "checkpoint": checkpoint}
+    for name, fn in (("forward", jax.jit(loss)), ("grad", jax.jit(jax.grad(loss)))):
+        x = jnp.float32(110.0)
+        t0 = time.perf_counter()
+        compiled = fn.lower(x).compile()
+        out[f"{name}_compile_s"] = time.perf_counter() - t0
+        jax.block_until_ready(compiled(x))
+        out[f"{name}_s"], _ = _median_runs(
+            lambda c=compiled, x=x: jax.block_until_ready(c(x)), repeats
+        )
+        mem = compiled.memory_analysis()
+        out[f"{name}_temp_mb"] = None if mem is None else mem.temp_size_in_bytes / 2**20
+    out["ratio"] = out["grad_s"] / out["forward_s"]
+    return out
+
+
+def _peer_python() -> str | None:
+    venv = ROOT / ".venv-bench" / "bin" / "python"
+    return str(venv) if venv.exists() else None
+
+
+def bench_peer(name: str, n: int, record: str, repeats: int, timeout: float) -> dict[str, Any]:
+    """One peer configuration, out of process (``python -m benchmarks.peers``)."""
+    python = _peer_python() or sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "out.json"
+        cmd = [python, "-m", "benchmarks.peers", name, "--n", str(n), "--record", record,
+               "--dt", str(DT), "--t-max", str(T_MAX), "--repeats", str(repeats),
+               "--json", str(path)]
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"tool": name, "n": n, "record": record, "skipped": f"over {timeout:.0f} s"}
+        if proc.returncode == 2:
+            return {"tool": name, "n": n, "record": record, "skipped": "not installed"}
+        if proc.returncode != 0 or not path.exists():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+            return {"tool": name, "n": n, "record": record, "skipped": f"failed: {tail[0][:120]}"}
+        res = json.loads(path.read_text())
+    return {
+        "tool": name, "n": n, "record": record, "version": res.get("version"),
+        "build_s": res["build_s"], "run_s": res["run_s"],
+        "neuron_steps_per_s": res["neuron_steps_per_s"], "spikes": res.get("spike_counts_sum"),
+        "precision": res.get("dtype") or res.get("precision") or "",
+        "backend": res.get("backend", ""), "load_avg": os.getloadavg()[0],
+    }
+
+
+def _peer_available(name: str) -> tuple[bool, str]:
+    python = _peer_python() or sys.executable
+    try:
+        proc = subprocess.run([python, "-m", "benchmarks.peers", "--list"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=600)
+        info = json.loads(proc.stdout.strip().splitlines()[-1])[name]
+        return bool(info["available"]), info.get("version") or ""
+    except Exception as err:  # noqa: BLE001 - report, never crash the suite
+        return False, f"({type(err).__name__})"
+
+
+# ------------------------------------------------------------------ reporting
+
+
+def _fmt(x: Any, spec: str = ".3g") -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return format(x, spec)
+    return str(x)
+
+
+def _best_hhjax(rows: list[dict[str, Any]], n: int, record: str, rates: str) -> float | None:
+    vals = [r["neuron_steps_per_s"] for r in rows if r.get("tool") == "hhjax"
+            and r["n"] == n and r["record"] == record and r["rates"] == rates
+            and r["dtype"] == "float32" and r["method"] == "exp_euler"
+            and r["stimulus"] != "shared 1-D" and "neuron_steps_per_s" in r]
+    return max(vals) if vals else None
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The Markdown report: environment, hhjax table, peers with ratios, gradients."""
+    env, rows = result["environment"], result["hhjax"]
+    out = [f"# hhjax benchmarks ({env['date']})", "",
+           f"- machine: {env['machine']}, {env['memory_gb']} GB; devices: "
+           f"{', '.join(env['devices'])} ({env['backend']})",
+           f"- python {env['python']}, jax {env['jax']}, jaxlib {env['jaxlib']}, numpy "
+           f"{env['numpy']}, hhjax {env['hhjax']}",
+           f"- load average at start / end: {env['load_avg_start'][0]:.1f} / "
+           f"{result.get('load_avg_end', [float('nan')])[0]:.1f} (2 cores: above ~0.5 "
+           f"other jobs were running and the numbers are pessimistic)",
+           f"- command: `{result['command']}`",
+           "- workload: NEURON `hh` point neurons, step of linspace(9.5, 10.5, N) uA/cm2 "
+           "from 10 ms, dt 0.025 ms, 100 ms (4000 steps), from rest", "",
+           "## hhjax (`hhjax.simulate`)", "",
+           "| N | dtype | method | rates | record | stimulus | compile s | run s | "
+           "neuron-steps/s | peak MB | spikes |",
+           "| ---: | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        if "skipped" in r:
+            out.append(f"| {r['n']:.0e} | {r['dtype']} | {r['method']} | {r['rates']} | "
+                       f"{r['record']} | | | | skipped: {r['skipped']} | | |")
+            continue
+        out.append(
+            f"| {r['n']:.0e} | {r['dtype']} | {r['method']} | {r['rates']} | {r['record']} | "
+            f"{r['stimulus']} | {r['compile_s']:.2f} | {r['run_s']:.4g} | "
+            f"{r['neuron_steps_per_s']:.3g} | {r['peak_mb']:.0f} | {r['spikes']} |"
+        )
+    peers = result.get("peers", [])
+    if peers:
+        out += ["", "## Peers (same workload, same recording)", "",
+                "Ratios: hhjax float32 exp_euler (exact rates / tabulated rates) neuron-steps/s "
+                "over the peer's, same N and recording.", "",
+                "| peer | version | N | record | build s | run s | neuron-steps/s | "
+                "hhjax/peer (exact) | hhjax/peer (table) | spikes |",
+                "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for p in peers:
+            if "skipped" in p:
+                out.append(f"| {p['tool']} | | {p['n']:.0e} | {p['record']} | | | "
+                           f"skipped: {p['skipped']} | | | |")
+                continue
+            ratios = []
+            for rates in ("exact", "table"):
+                h = _best_hhjax(rows, p["n"], p["record"], rates)
+                ratios.append(f"{h / p['neuron_steps_per_s']:.2f}" if h else "-")
+            out.append(
+                f"| {p['tool']} | {p.get('version') or ''} | {p['n']:.0e} | {p['record']} | "
+                f"{p['build_s']:.2f} | {p['run_s']:.4g} | {p['neuron_steps_per_s']:.3g} | "
+                f"{ratios[0]} | {ratios[1]} | {_fmt(p.get('spikes'))} |"
+            )
+    notes = result.get("notes", [])
+    if notes:
+        out += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    grads = result.get("gradients", [])
+    if grads:
+        out += ["", "## Gradient cost (`jax.grad` of a V loss w.r.t. g_Na, one neuron, "
+                "float32)", "",
+                "| steps | checkpoint | forward s | grad s | grad / forward | forward temp MB "
+                "| grad temp MB | grad compile s |",
+                "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for g in grads:
+            out.append(
+                f"| {g['n_steps']:.0e} | {g['checkpoint']} | {g['forward_s']:.4g} | "
+                f"{g['grad_s']:.4g} | {g['ratio']:.2f} | {_fmt(g['forward_temp_mb'], '.2f')} | "
+                f"{_fmt(g['grad_temp_mb'], '.2f')} | {g['grad_compile_s']:.2f} |"
+            )
+    return "\n".join(out) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Neuron-steps/s against N (log-log), one line per configuration and peer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in result["hhjax"]:
+        if "neuron_steps_per_s" in r and r["record"] == "v" or (
+            "neuron_steps_per_s" in r and r["stimulus"] == "shared 1-D" and r["record"] == "spikes"
+        ):
+            key = f"hhjax {r['method']} {r['rates']} {r['dtype']}"
+            if r["stimulus"] == "shared 1-D":
+                key += " (shared stim, spikes)"
+            series.setdefault(key, []).append((r["n"], r["neuron_steps_per_s"]))
+    for p in result.get("peers", []):
+        if "neuron_steps_per_s" in p and p["record"] == "v":
+            series.setdefault(p["tool"], []).append((p["n"], p["neuron_steps_per_s"]))
+    for key, pts in sorted(series.items()):
+        pts.sort()
+        style = "-o" if key.startswith("hhjax") else "--s"
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=key, ms=4)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("N (neurons)")
+    ax.set_ylabel("neuron-steps / s")
+    ax.set_title(f"V recorded every step; {result['environment']['machine']}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------ driver
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes, float32, few configs")
+    p.add_argument("--n", default=None, help="comma-separated N (default 1,100,1e4,1e5,1e6)")
+    p.add_argument("--dtypes", default="float32,float64")
+    p.add_argument("--methods", default="exp_euler,rk4,euler")
+    p.add_argument("--records", default="v,v10,spikes")
+    p.add_argument("--no-table", action="store_true", help="skip the tabulated-rate mode")
+    p.add_argument("--peers", default=",".join(PEERS), help="comma-separated, or 'none'")
+    p.add_argument("--peer-max-n", type=float, default=1e5)
+    p.add_argument("--peer-timeout", type=float, default=600.0, help="s per peer run")
+    p.add_argument("--no-grad", action="store_true", help="skip the gradient benchmark")
+    p.add_argument("--grad-steps", default="1e3,1e4,1e5")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--max-run-s", type=float, default=40.0,
+                   help="skip a configuration predicted to run longer than this (s)")
+    p.add_argument("--tag", default="latest", help="output name in benchmarks/results/")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n = args.n or "1,100,10000"
+        args.dtypes, args.methods, args.records = "float32", "exp_euler", "v,spikes"
+        args.peers = "numpy_euler" if args.peers == ",".join(PEERS) else args.peers
+        args.peer_max_n, args.grad_steps, args.repeats = 1e4, "1e3,1e4", 3
+    args.n = [int(float(x)) for x in (args.n or "1,100,1e4,1e5,1e6").split(",")]
+    return args
+
+
+def _fits(n: int, dtype: str, record: str) -> str | None:
+    """Why an ``(N, 4000)`` configuration would not fit in memory, or None."""
+    from hhjax.population import available_memory
+
+    item = 4 if dtype == "float32" else 8
+    need = n * N_STEPS * item * (2 + (2 if record == "v" else 0.2 if record == "v10" else 0))
+    if need > 0.6 * available_memory():
+        return f"needs ~{need / 2**30:.0f} GB (stimulus (N, 4000) + record)"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite; returns the exit status."""
+    args = _parse(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    env = _environment()
+    _log(f"environment: {env['machine']}; devices {env['devices']}; load {env['load_avg_start']}")
+    result: dict[str, Any] = {
+        "environment": env, "command": "python -m benchmarks.run " + " ".join(argv or sys.argv[1:]),
+        "workload": {"dt": DT, "t_max": T_MAX, "n_steps": N_STEPS, "step_start": STEP_START},
+        "hhjax": [], "peers": [], "gradients": [], "notes": [],
+    }
+    rate_modes = ["exact"] + ([] if args.no_table else ["table"])
+    speed: dict[tuple[Any, ...], float] = {}  # last neuron-steps/s per config, to predict
+    configs = [
+        (n, dt_, m, rt, rec)
+        for dt_ in args.dtypes.split(",") for m in args.methods.split(",")
+        for rt in rate_modes if rt == "exact" or m == "exp_euler"
+        for rec in args.records.split(",") for n in sorted(args.n)
+    ]
+    for i, (n, dtype, method, rates, record) in enumerate(configs):
+        key = (dtype, method, rates, record)
+        shared = False
+        why = _fits(n, dtype, record)
+        if why and record != "v" and dtype == "float32" and method == "exp_euler":
+            shared, why = True, None  # the 1e6 "shared stimulus" variant
+        if not why and key in speed and n * N_STEPS / speed[key] > args.max_run_s:
+            why = f"predicted {n * N_STEPS / speed[key]:.0f} s > --max-run-s {args.max_run_s:.0f}"
+        row = {"tool": "hhjax", "n": n, "dtype": dtype, "method": method, "rates": rates,
+               "record": record}
+        if why:
+            _log(f"[{i + 1}/{len(configs)}] hhjax {key} N={n}: skipped ({why})")
+            result["hhjax"].append({**row, "skipped": why, "stimulus": ""})
+            continue
+        _log(f"[{i + 1}/{len(configs)}] hhjax {key} N={n}{' shared stimulus' if shared else ''}")
+        try:
+            r = bench_hhjax(n, dtype, method, rates, record, args.repeats, shared)
+        except Exception as err:  # noqa: BLE001 - record and go on
+            result["hhjax"].append({**row, "skipped": f"{type(err).__name__}: {err}"[:120],
+                                    "stimulus": ""})
+            _log(f"   failed: {err}")
+            continue
+        speed[key] = r["neuron_steps_per_s"]
+        result["hhjax"].append(r)
+        _log(f"   run {r['run_s']:.4g} s, {r['neuron_steps_per_s']:.3g} neuron-steps/s, "
+             f"compile {r['compile_s']:.2f} s, +{r['peak_mb']:.0f} MB, load {r['load_avg']:.1f}")
+    peers = [] if args.peers == "none" else [p for p in args.peers.split(",") if p]
+    if peers and _peer_python() is None:
+        result["notes"].append("`.venv-bench` not found: peers run in this interpreter if "
+                               "importable (bash benchmarks/setup_bench_env.sh creates it)")
+    for name in peers:
+        ok, version = _peer_available(name)
+        if not ok:
+            result["notes"].append(f"{name}: not installed, skipped")
+            _log(f"peer {name}: not available, skipped")
+            continue
+        last: float | None = None
+        for record in args.records.split(","):
+            last = None
+            for n in sorted(x for x in args.n if x <= min(args.peer_max_n,
+                                                          PEER_MAX_N.get(name, 1e12))):
+                if last and n * N_STEPS / last > args.peer_timeout / 2:
+                    result["peers"].append({"tool": name, "n": n, "record": record,
+                                            "skipped": "predicted too slow"})
+                    continue
+                _log(f"peer {name} {version} N={n} record={record}")
+                r = bench_peer(name, n, record, 3 if n <= 10_000 else 1, args.peer_timeout)
+                result["peers"].append(r)
+                if "neuron_steps_per_s" in r:
+                    last = r["neuron_steps_per_s"]
+                    _log(f"   run {r['run_s']:.4g} s, {last:.3g} neuron-steps/s")
+                else:
+                    _log(f"   skipped: {r['skipped']}")
+    if not args.no_grad:
+        for steps in [int(float(x)) for x in args.grad_steps.split(",")]:
+            for ckpt in (False, True):
+                _log(f"gradient: {steps} steps, checkpoint={ckpt}")
+                g = bench_gradient(steps, ckpt, args.repeats)
+                result["gradients"].append(g)
+                _log(f"   grad/forward {g['ratio']:.2f}, temp {g['grad_temp_mb']} MB")
+    result["load_avg_end"] = os.getloadavg()
+    stem = RESULTS / args.tag
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1, default=float))
+    stem.with_suffix(".md").write_text(markdown(result))
+    plot(result, stem.with_suffix(".png"))
+    _log(f"wrote {stem}.json, .md, .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
