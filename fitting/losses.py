@@ -168,6 +168,11 @@ def spike_loss(
     crossing count; the model's is :func:`hhjax.analysis.smooth_spike_count` (finite
     gradient through spikes). Samples with zero weight are left out of every term.
 
+    Choose ``threshold`` well above any depolarised plateau the model can reach (0 mV
+    for overshooting spikes) and a small ``width``: the soft count credits wiggles near
+    threshold with fractions of a spike, and an optimiser will otherwise exploit a
+    model that oscillates there (seen on real data with threshold -20 mV, width 2 mV).
+
     Args:
         threshold: spike threshold, mV.
         width: logistic width of the soft count, mV.

@@ -103,9 +103,11 @@ class FitResult:
         model: the fitted model (the best start).
         params: fitted values ``{path: value}`` (including ``"area"``, cm2, if free).
         initial: each start's initial values ``{path: (K,) array}``.
+        finals: each start's best values ``{path: (K,) array}`` (for success rates).
         losses: each start's best loss ``(K,)``; ``inf`` for dropped starts.
         dropped: indices of starts dropped for non-finite loss/gradient or divergence.
         history: loss of every start at every step ``(n_steps, K)`` (NaN once dropped).
+        elapsed: wall time, s, at the end of each step ``(n_steps,)``.
         best: index of the best start.
         steps: steps run (early stopping may end before the requested number).
         seconds: wall time of the loop, s (compilation included).
@@ -118,9 +120,11 @@ class FitResult:
     model: hhjax.Model
     params: dict[str, float]
     initial: dict[str, np.ndarray]
+    finals: dict[str, np.ndarray]
     losses: np.ndarray
     dropped: list[int]
     history: np.ndarray
+    elapsed: np.ndarray
     best: int
     steps: int
     seconds: float
@@ -392,6 +396,7 @@ def fit(
     best_u = u
     total = sum(n for _, n, _ in phases)
     history = np.full((total, starts), np.nan)
+    elapsed = np.zeros(total)
     t0 = time.perf_counter()
     compile_s = 0.0
     global_best, since = np.inf, 0
@@ -413,6 +418,7 @@ def fit(
                 u, opt_state, alive, best, best_u, data
             )
             history[n_run] = np.asarray(value)
+            elapsed[n_run] = time.perf_counter() - t0
             n_run += 1
             if n_run == 1:
                 compile_s = time.perf_counter() - t_step
@@ -443,12 +449,13 @@ def fit(
             "simulation); narrow the bounds, lower the learning rate or check the data"
         )
     i_best = int(np.argmin(losses))
-    x_best = np.asarray(free_p.to_physical(best_u[i_best]), dtype=float)
+    x_all = np.asarray(free_p.to_physical(best_u), dtype=float)
+    x_best = x_all[i_best]
     params = {p: float(x_best[j]) for j, p in enumerate(free_p.paths)}
     fitted, _ = free_p.model({p: params[p] for p in free_p.paths})
     return FitResult(
-        model=fitted, params=params, initial=initial, losses=losses, dropped=dropped,
-        history=history[:n_run], best=i_best, steps=n_run, seconds=seconds,
+        model=fitted, params=params, initial=initial, finals=free_p.as_dict(x_all), losses=losses, dropped=dropped,
+        history=history[:n_run], elapsed=elapsed[:n_run], best=i_best, steps=n_run, seconds=seconds,
         compile_seconds=compile_s, free=free_p, recording=rec, loss_fn=loss_fn,
         method=method, checkpoint=ckpt,
     )
