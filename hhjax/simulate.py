@@ -5,8 +5,9 @@ axis, if any, to the outside with one ``jax.vmap``, and runs a jit-compiled scan
 per-step input is the stimulus. Recording every k-th step is a nested scan, so memory
 follows what is recorded rather than the number of steps; ``record="spikes"`` keeps
 only spike counts and a fixed number of interpolated spike times per neuron (O(N)
-memory). A population is sharded across every local device (every CPU core, see
-:mod:`hhjax.population`) and split into chunks when it would not fit in memory.
+memory). A population uses every core (XLA splits each step over its thread pool),
+is sharded across every local device when there are several (see
+:mod:`hhjax.population`), and is split into chunks when it would not fit in memory.
 """
 
 from __future__ import annotations
@@ -436,12 +437,15 @@ def _population_run(
     if chunk is None:
         itemsize = stim.dtype.itemsize
         n_rec = stim.shape[-1] // cfg.every + 1
-        fields = len(cfg.record) * (1 + len(model.gate_names) + len(model.channels))
+        per_kind = {"v": 1, "gates": len(model.gate_names), "currents": len(model.channels)}
+        fields = sum(per_kind[k] for k in cfg.record)
         per_neuron = itemsize * (
             (2 * stim.shape[-1] if stim.ndim == 2 else 0) + 3 * n_rec * fields
             + cfg.max_spikes + 64
         )
         chunk = chunk_size(n, per_neuron, multiple=multiple)
+        if chunk < n:  # a power of two: the same compiled shapes from call to call
+            chunk = max(multiple, multiple * 2 ** int(np.log2(chunk // multiple)))
     chunk = max(1, min(int(chunk), n))
     batched = (
         jax.tree_util.tree_map(lambda x: np.ndim(x) == 1, model),
@@ -489,9 +493,10 @@ def simulate(
     """Simulate a neuron, or a population, under an injected current.
 
     A population (a model whose leaves have a leading axis of length N and/or a
-    stimulus of shape ``(N, n_steps)``) is split over every local device (every CPU
-    core, see :mod:`hhjax.population`) and, when it would not fit in memory, run in
-    chunks with a progress line on stderr. Results do not depend on either.
+    stimulus of shape ``(N, n_steps)``) runs on every core (XLA splits each step over
+    its thread pool), is split over the local devices when there are several (GPUs;
+    see :mod:`hhjax.population`) and, when it would not fit in memory, runs in chunks
+    with a progress line on stderr. Results do not depend on any of these.
 
     Args:
         model: the model (a population if some leaves have a leading axis of length N).

@@ -55,8 +55,9 @@ def _close(x: np.ndarray, y: np.ndarray) -> None:
     if x.dtype.kind != "f":
         np.testing.assert_array_equal(x, y)
     else:
-        # float32: ~1 ulp of V, amplified by dV/dt ~ 100 mV/ms on a spike's upstroke
-        rtol, atol = (1e-4, 1e-3) if x.dtype == np.float32 else (1e-10, 1e-9)
+        # float32: an ulp of V, amplified along a spike's upstroke (dV/dt ~ 100 mV/ms)
+        # over the run; float64 shows the layouts compute the same thing
+        rtol, atol = (1e-3, 1e-2) if x.dtype == np.float32 else (1e-10, 1e-9)
         np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
 
 
