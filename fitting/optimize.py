@@ -111,7 +111,9 @@ class FitResult:
         best: index of the best start.
         steps: steps run (early stopping may end before the requested number).
         seconds: wall time of the loop, s (compilation included).
-        compile_seconds: wall time of the first step (tracing + compilation), s.
+        compile_seconds: wall time of the first step of each phase (tracing +
+            compilation), s, summed.
+        phase_starts: index of the first step of each phase (Adam, then refinement).
         free: the free parameters and their bounds.
         recording: the recording fitted (on the simulation grid).
         loss_fn: the loss used.
@@ -134,6 +136,7 @@ class FitResult:
     loss_fn: Loss
     method: str = "exp_euler"
     checkpoint: bool = False
+    phase_starts: tuple[int, ...] = (0,)
     _errors: Any = dataclasses.field(default=None, repr=False)
 
     @property
@@ -402,7 +405,9 @@ def fit(
     global_best, since = np.inf, 0
     last_print = 0.0
     n_run = 0
+    phase_starts = []
     for p_opt, n_steps, kind in phases:
+        phase_starts.append(n_run)
         if kind != "first":  # refinements restart from each start's best point
             u = best_u
         if kind == "lm":
@@ -420,8 +425,8 @@ def fit(
             history[n_run] = np.asarray(value)
             elapsed[n_run] = time.perf_counter() - t0
             n_run += 1
-            if n_run == 1:
-                compile_s = time.perf_counter() - t_step
+            if n_run == phase_starts[-1] + 1:
+                compile_s += time.perf_counter() - t_step
             current = float(np.min(np.where(np.asarray(alive), np.asarray(best), np.inf)))
             if current < global_best - rtol * abs(global_best) or not np.isfinite(global_best):
                 global_best, since = current, 0
@@ -457,5 +462,5 @@ def fit(
         model=fitted, params=params, initial=initial, finals=free_p.as_dict(x_all), losses=losses, dropped=dropped,
         history=history[:n_run], elapsed=elapsed[:n_run], best=i_best, steps=n_run, seconds=seconds,
         compile_seconds=compile_s, free=free_p, recording=rec, loss_fn=loss_fn,
-        method=method, checkpoint=ckpt,
+        method=method, checkpoint=ckpt, phase_starts=tuple(phase_starts),
     )
