@@ -447,6 +447,9 @@ def fit(
     seconds = time.perf_counter() - t0
     alive_np, best_np = np.asarray(alive), np.asarray(best, dtype=float)
     dropped = [int(i) for i in np.flatnonzero(~alive_np)]
+    if dropped and progress:
+        print(f"fit: dropped starts {dropped} (non-finite loss or gradient, or a diverging "
+              "simulation); the others were unaffected", file=sys.stderr)
     losses = np.where(alive_np, best_np, np.inf)
     if not np.any(np.isfinite(losses)):
         raise ValueError(

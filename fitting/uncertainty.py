@@ -7,6 +7,11 @@ covariance of the least-squares estimate is approximately
 differentiation, one pass per parameter) and W the sample weights. sigma defaults to the
 residual RMS, ``sqrt(sum w r^2 / (sum w - p))``.
 
+The errors assume independent noise on every sample and a model that can match the
+data. On real recordings with model mismatch the residuals are correlated in time and
+these errors are lower bounds (often by a large factor); read them as a measure of how
+well the data constrain each parameter, not as confidence intervals.
+
 A parameter (or a combination) the data do not constrain shows as a near-singular
 ``J^T W J``: a relative standard error above ``rel_threshold`` or a condition number of
 the scaled matrix above ``cond_threshold`` triggers an :class:`IdentifiabilityWarning`.
