@@ -75,6 +75,9 @@ def test_diverging_and_nan_starts_are_dropped_without_poisoning_others():
     assert np.isinf(res.losses[1]) and np.all(np.isfinite(res.losses[[0, 2]]))
     assert np.all(np.isnan(res.history[:, 1]))
     assert res.best in (0, 2)
+    fig = res.plot()  # data vs fit per sweep, and the loss history
+    assert len(fig.axes) == rec.n_sweeps + 1
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), rec.voltage[0])
     with pytest.raises(ValueError, match="all 1 starts were dropped"):
         fitting.fit(hhjax.presets.squid(), rec, {"leak.e_rev": (-70.0, 0.0)}, loss=loss,
                     starts=1, steps=3, init={"leak.e_rev": -20.0}, progress=False)
@@ -228,3 +231,21 @@ def test_three_protocols_recover_leak_reversal_and_rate_midpoints():
     for p in mids:
         assert res.params[p] == pytest.approx(float(truth[p]), abs=1.0), p
     assert np.ptp(res.losses) < 1e-3 * res.loss  # every start found the same optimum
+
+
+def test_command_line_rejects_bad_input_before_fitting(tmp_path, capsys):
+    import argparse
+
+    from fitting import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    data = synthetic([5.0], t_max=5.0, dt=0.1, sigma=0.0).save(tmp_path / "r.npz")
+    for argv, message in [
+        ([str(data), "--bounds", "na.g=1-2"], "PATH=LO:HI"),
+        ([str(data), "--free", "na.g", "--bounds", "k.g=1:2"], "not --free"),
+        ([str(tmp_path / "missing.npz")], "no such recording"),
+        ([str(data), "--free", "na.gg"], "unknown parameter path"),
+    ]:
+        assert cli.run(parser.parse_args(argv)) == 2
+        assert message in capsys.readouterr().err
