@@ -17,6 +17,7 @@ EXAMPLES = {
     "04_integrators.py": ["04_integrators.png", "04_gate_kinetics.png"],
     "05_explorer.py": ["05_explorer.png"],
     "06_population_fi.py": ["06_population_fi.png"],
+    "07_fit_real_data.py": ["07_fit_real_data.png"],
 }
 
 
