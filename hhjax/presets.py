@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from .channels import AlphaBetaGate, Channel, InfTauGate
 from .model import Model
-from .rates import Constant, Exponential, ExpLinear, Power, Product, Sigmoid, Sum
+from .rates import Constant, ExpLinear, Exponential, Power, Product, Sigmoid, Sum
 
 __all__ = [
     "PRESETS",

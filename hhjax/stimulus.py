@@ -13,7 +13,6 @@ so gradients flow to them; times are plain numbers. Stimuli add: ``step + noise`
 
 from __future__ import annotations
 
-import abc
 import dataclasses
 import math
 from typing import Any
@@ -76,7 +75,7 @@ def _overlap(start: ArrayLike, stop: ArrayLike, dt: float, n: int) -> tuple[np.n
     return hi - lo, lo, hi
 
 
-class Stimulus(abc.ABC):
+class Stimulus:
     """Base class: a current-density waveform (uA/cm2) to sample on a time grid.
 
     Subclasses implement ``_factors`` when the waveform is a few time profiles scaled

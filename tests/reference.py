@@ -77,3 +77,75 @@ def crossings(t: np.ndarray, v: np.ndarray, threshold: float = 0.0) -> np.ndarra
         if v[k] < threshold <= v[k + 1]:
             out.append(t[k] + (threshold - v[k]) / (v[k + 1] - v[k]) * (t[k + 1] - t[k]))
     return np.array(out)
+
+
+def cs_gates(v: float) -> list[tuple[float, float]]:
+    """Connor-Stevens (Dayan & Abbott 2001, section 6.2): (x_inf, tau) of m, h, n, a, b."""
+    am, bm = 0.38 * _vtrap(-(v + 29.7), 10), 15.2 * np.exp(-0.0556 * (v + 54.7))
+    ah, bh = 0.266 * np.exp(-0.05 * (v + 48)), 3.8 / (1 + np.exp(-0.1 * (v + 18)))
+    an, bn = 0.02 * _vtrap(-(v + 45.7), 10), 0.25 * np.exp(-0.0125 * (v + 55.7))
+    a_inf = (0.0761 * np.exp(0.0314 * (v + 94.22)) / (1 + np.exp(0.0346 * (v + 1.17)))) ** (1 / 3)
+    tau_a = 0.3632 + 1.158 / (1 + np.exp(0.0497 * (v + 55.96)))
+    b_inf = (1 / (1 + np.exp(0.0688 * (v + 53.3)))) ** 4
+    tau_b = 1.24 + 2.678 / (1 + np.exp(0.0624 * (v + 50)))
+    return [
+        (am / (am + bm), 1 / (am + bm)), (ah / (ah + bh), 1 / (ah + bh)),
+        (an / (an + bn), 1 / (an + bn)), (a_inf, tau_a), (b_inf, tau_b),
+    ]
+
+
+def cs_rhs(i_ext: float):
+    """dy/dt of Connor-Stevens for y = (V, m, h, n, a, b) under a constant current."""
+
+    def f(t: float, y: np.ndarray) -> list[float]:
+        v, m, h, n, a, b = y
+        (mi, mt), (hi, ht), (ni, nt), (ai, at), (bi, bt) = cs_gates(v)
+        i_ion = (120 * m**3 * h * (v - 55) + 20 * n**4 * (v + 72) + 47.7 * a**3 * b * (v + 75)
+                 + 0.3 * (v + 17))
+        return [i_ext - i_ion, (mi - m) / mt, (hi - h) / ht, (ni - n) / nt, (ai - a) / at,
+                (bi - b) / bt]
+
+    return f
+
+
+def cs_rest() -> list[float]:
+    """Connor-Stevens resting state by Brent's method."""
+
+    def i_ss(v: float) -> float:
+        return -cs_rhs(0.0)(0.0, np.array([v, *[x for x, _ in cs_gates(v)]]))[0]
+
+    v = brentq(i_ss, -90.0, -50.0, xtol=1e-13)
+    return [v, *[x for x, _ in cs_gates(v)]]
+
+
+def squid_rhs(i_ext: float):
+    """The squid model (E_L = -54.387 mV) under a constant current."""
+    return hh_rhs(lambda t: i_ext)
+
+
+def scipy_rate(rhs, y0, i_ext: float, duration: float, window: tuple[float, float]) -> float:
+    """Rate (Hz): inverse mean ISI of the spikes (0 mV) in the window; LSODA at rtol 1e-8."""
+
+    def spike(t: float, y: np.ndarray) -> float:
+        return y[0]
+
+    spike.direction = 1
+    sol = solve_ivp(rhs(i_ext), (0.0, duration), y0, method="LSODA", events=spike,
+                    rtol=1e-8, atol=1e-10)
+    assert sol.success
+    te = sol.t_events[0]
+    te = te[(te >= window[0]) & (te < window[1])]
+    if te.size < 2:
+        return 1000.0 * te.size / (window[1] - window[0])
+    return 1000.0 * (te.size - 1) / (te[-1] - te[0])
+
+
+def scipy_onset(rhs, y0, lo: float, hi: float, duration: float, window, tol: float) -> float:
+    """Smallest current with >= 2 spikes in the window, by bisection (the firing end)."""
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if scipy_rate(rhs, y0, mid, duration, window) * (window[1] - window[0]) / 1000 >= 1.5:
+            hi = mid
+        else:
+            lo = mid
+    return hi

@@ -11,8 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.integrate import solve_ivp
-from scipy.optimize import brentq
+from reference import cs_gates, cs_rest, cs_rhs, hh_rest, scipy_onset, scipy_rate, squid_rhs
 
 import hhjax
 from hhjax import analysis
@@ -236,102 +235,13 @@ def test_rheobase_brackets_firing() -> None:
 # --------------------------------------------------------------- SciPy reference f-I
 
 
-def _vtrap(x: float, y: float) -> float:
-    return y * (1 - x / y / 2) if abs(x / y) < 1e-6 else x / np.expm1(x / y)
-
-
-def _squid_rhs(t: float, y: np.ndarray, i_ext: float) -> list[float]:
-    v, m, h, n = y
-    am, bm = 0.1 * _vtrap(-(v + 40), 10), 4 * np.exp(-(v + 65) / 18)
-    ah, bh = 0.07 * np.exp(-(v + 65) / 20), 1 / (1 + np.exp(-(v + 35) / 10))
-    an, bn = 0.01 * _vtrap(-(v + 55), 10), 0.125 * np.exp(-(v + 65) / 80)
-    i_ion = 120 * m**3 * h * (v - 50) + 36 * n**4 * (v + 77) + 0.3 * (v + 54.387)
-    return [i_ext - i_ion, am * (1 - m) - bm * m, ah * (1 - h) - bh * h, an * (1 - n) - bn * n]
-
-
-def _squid_gates(v: float) -> list[float]:
-    am, bm = 0.1 * _vtrap(-(v + 40), 10), 4 * np.exp(-(v + 65) / 18)
-    ah, bh = 0.07 * np.exp(-(v + 65) / 20), 1 / (1 + np.exp(-(v + 35) / 10))
-    an, bn = 0.01 * _vtrap(-(v + 55), 10), 0.125 * np.exp(-(v + 65) / 80)
-    return [am / (am + bm), ah / (ah + bh), an / (an + bn)]
-
-
-def _cs_gates(v: float) -> list[float]:
-    """Connor-Stevens (Dayan & Abbott 2001, section 6.2): (x_inf, tau) of m h n a b."""
-    am, bm = 0.38 * _vtrap(-(v + 29.7), 10), 15.2 * np.exp(-0.0556 * (v + 54.7))
-    ah, bh = 0.266 * np.exp(-0.05 * (v + 48)), 3.8 / (1 + np.exp(-0.1 * (v + 18)))
-    an, bn = 0.02 * _vtrap(-(v + 45.7), 10), 0.25 * np.exp(-0.0125 * (v + 55.7))
-    a_inf = (0.0761 * np.exp(0.0314 * (v + 94.22)) / (1 + np.exp(0.0346 * (v + 1.17)))) ** (1 / 3)
-    tau_a = 0.3632 + 1.158 / (1 + np.exp(0.0497 * (v + 55.96)))
-    b_inf = (1 / (1 + np.exp(0.0688 * (v + 53.3)))) ** 4
-    tau_b = 1.24 + 2.678 / (1 + np.exp(0.0624 * (v + 50)))
-    return [
-        (am / (am + bm), 1 / (am + bm)), (ah / (ah + bh), 1 / (ah + bh)),
-        (an / (an + bn), 1 / (an + bn)), (a_inf, tau_a), (b_inf, tau_b),
-    ]
-
-
-def _cs_rhs(t: float, y: np.ndarray, i_ext: float) -> list[float]:
-    v, m, h, n, a, b = y
-    (mi, mt), (hi, ht), (ni, nt), (ai, at), (bi, bt) = _cs_gates(v)
-    i_ion = (120 * m**3 * h * (v - 55) + 20 * n**4 * (v + 72) + 47.7 * a**3 * b * (v + 75)
-             + 0.3 * (v + 17))
-    return [i_ext - i_ion, (mi - m) / mt, (hi - h) / ht, (ni - n) / nt, (ai - a) / at, (bi - b) / bt]
-
-
-def _rest(i_ion_ss, lo: float, hi: float) -> float:
-    return brentq(i_ion_ss, lo, hi, xtol=1e-13)
-
-
-def _squid_y0() -> list[float]:
-    def f(v: float) -> float:
-        return -_squid_rhs(0.0, np.array([v, *_squid_gates(v)]), 0.0)[0]
-    v = _rest(f, -80.0, -50.0)
-    return [v, *_squid_gates(v)]
-
-
-def _cs_y0() -> list[float]:
-    def f(v: float) -> float:
-        return -_cs_rhs(0.0, np.array([v, *[x for x, _ in _cs_gates(v)]]), 0.0)[0]
-    v = _rest(f, -90.0, -50.0)
-    return [v, *[x for x, _ in _cs_gates(v)]]
-
-
-def scipy_rate(rhs, y0: list[float], i_ext: float, duration: float, window: tuple[float, float]) -> float:
-    """Rate (Hz) from the inverse mean ISI of spikes in the window; LSODA at rtol 1e-8."""
-
-    def spike(t: float, y: np.ndarray, i: float) -> float:
-        return y[0]
-
-    spike.direction = 1
-    sol = solve_ivp(rhs, (0.0, duration), y0, method="LSODA", args=(i_ext,), events=spike,
-                    rtol=1e-8, atol=1e-10)
-    assert sol.success
-    te = sol.t_events[0]
-    te = te[(te >= window[0]) & (te < window[1])]
-    if te.size < 2:
-        return 1000.0 * te.size / (window[1] - window[0])
-    return 1000.0 * (te.size - 1) / (te[-1] - te[0])
-
-
-def scipy_onset(rhs, y0, lo: float, hi: float, duration: float, window, tol: float) -> float:
-    """Smallest current with >= 2 spikes in the window, by bisection (returns the firing end)."""
-    while hi - lo > tol:
-        mid = 0.5 * (lo + hi)
-        if scipy_rate(rhs, y0, mid, duration, window) * (window[1] - window[0]) / 1000 >= 1.5:
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
 def test_squid_fi_onset_and_jump_match_scipy() -> None:
     """No sustained firing below ~6.26 uA/cm2; a jump to ~50 Hz at onset (class II)."""
     duration, window = 1000.0, (200.0, 1000.0)
     model = hhjax.presets.squid()
     onset = float(analysis.rheobase(model, low=5.0, high=8.0, tol=0.01, duration=duration,
                                     window=window, min_spikes=2))
-    ref_onset = scipy_onset(_squid_rhs, _squid_y0(), 6.0, 6.5, duration, window, tol=0.004)
+    ref_onset = scipy_onset(squid_rhs, list(hh_rest()), 6.0, 6.5, duration, window, tol=0.004)
     assert abs(onset - ref_onset) < 0.02
     assert 6.1 < onset < 6.4
     currents = np.array([onset - 0.3, onset - 0.05, ref_onset + 0.02, 8.0, 15.0])
@@ -340,7 +250,7 @@ def test_squid_fi_onset_and_jump_match_scipy() -> None:
     assert rates[0] == 0.0 and rates[1] == 0.0  # below onset: nothing sustained
     assert 45.0 < rates[2] < 58.0  # the jump: no low rates in a class II neuron
     for i in (2, 3, 4):
-        ref = scipy_rate(_squid_rhs, _squid_y0(), float(currents[i]), duration, window)
+        ref = scipy_rate(squid_rhs, list(hh_rest()), float(currents[i]), duration, window)
         assert rates[i] == pytest.approx(ref, rel=5e-3)
 
 
@@ -351,12 +261,12 @@ def test_connor_stevens_is_class_one_against_scipy() -> None:
     model = hhjax.presets.connor_stevens()
     onset = float(analysis.rheobase(model, low=0.0, high=20.0, tol=0.01, duration=duration,
                                     window=window, min_spikes=2, dt=0.01, method="rk4"))
-    ref_onset = scipy_onset(_cs_rhs, _cs_y0(), onset - 0.1, onset + 0.1, duration, window, 0.004)
+    ref_onset = scipy_onset(cs_rhs, cs_rest(), onset - 0.1, onset + 0.1, duration, window, 0.004)
     assert abs(onset - ref_onset) < 0.02
     currents = np.array([ref_onset + 0.05, ref_onset + 0.2, ref_onset + 2.0])
     fi = analysis.fi_curve(model, currents, duration=duration, window=window, dt=0.01, method="rk4")
     rates = np.asarray(fi.rate)
-    ref = np.array([scipy_rate(_cs_rhs, _cs_y0(), float(i), duration, window) for i in currents])
+    ref = np.array([scipy_rate(cs_rhs, cs_rest(), float(i), duration, window) for i in currents])
     assert 0.0 < rates[0] < 5.0 and 0.0 < ref[0] < 5.0  # class I: low rates near rheobase
     assert rates[1] < 10.0
     np.testing.assert_allclose(rates, ref, rtol=0.05)
@@ -368,7 +278,7 @@ def test_connor_stevens_is_class_one_against_scipy() -> None:
 def test_gate_kinetics_against_hand_formulas() -> None:
     v = np.linspace(-100.0, 50.0, 31)
     kin = analysis.gate_kinetics(hhjax.presets.connor_stevens(), v)
-    ref = np.array([_cs_gates(x) for x in v])  # (31, 5, 2)
+    ref = np.array([cs_gates(x) for x in v])  # (31, 5, 2)
     for j, key in enumerate(["na.m", "na.h", "k.n", "a.a", "a.b"]):
         np.testing.assert_allclose(np.asarray(kin.inf[key]), ref[:, j, 0], rtol=2e-5, atol=1e-7)
         np.testing.assert_allclose(np.asarray(kin.tau[key]), ref[:, j, 1], rtol=2e-5)

@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import hh_rest
 
 import hhjax
-from reference import hh_rest
 
 
 def test_squid_resting_state_equals_independent_root():
@@ -15,7 +15,7 @@ def test_squid_resting_state_equals_independent_root():
         ref = hh_rest(-54.387)  # Brent's method on a hand-written steady-state current
         assert float(s.v) == pytest.approx(ref[0], abs=1e-9)
         assert float(s.v) == pytest.approx(-64.99638, abs=5e-6)  # textbook -65 is rounded
-        for key, x in zip(["na.m", "na.h", "k.n"], ref[1:]):
+        for key, x in zip(["na.m", "na.h", "k.n"], ref[1:], strict=True):
             assert float(s.gates[key]) == pytest.approx(x, abs=1e-12)
         dvdt = hhjax.derivatives(hhjax.presets.squid(), s, 0.0)
         assert abs(float(dvdt.v)) < 1e-9

@@ -5,10 +5,10 @@ import jax.monitoring
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import crossings, hh_solve
 
 import hhjax
 from hhjax import stimulus as stim
-from reference import crossings, hh_solve
 
 
 @pytest.mark.parametrize("amp", [7.0, 10.0, 20.0])
@@ -123,8 +123,10 @@ def test_gradient_through_singular_voltage_is_finite():
         m = hhjax.presets.squid()
         for v in (-40.0, -55.0):
             s0 = hhjax.steady_state(m, v)
-            g = jax.grad(lambda p: hhjax.simulate(hhjax.set_params(m, p), jnp.zeros(20), dt=0.025, state0=s0).v[-1])(
-                {"na.m.alpha.midpoint": -40.0, "k.n.alpha.midpoint": -55.0})
+            def last_v(p, s0=s0):
+                return hhjax.simulate(hhjax.set_params(m, p), jnp.zeros(20), dt=0.025, state0=s0).v[-1]
+
+            g = jax.grad(last_v)({"na.m.alpha.midpoint": -40.0, "k.n.alpha.midpoint": -55.0})
             assert all(np.isfinite(float(x)) for x in g.values())
 
 
