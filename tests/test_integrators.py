@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import crossings
 
 import hhjax
-from reference import crossings
 
 METHODS = ["euler", "rk4", "exp_euler"]
 
