@@ -13,14 +13,13 @@ The workload (the peers' too, :mod:`benchmarks.peers._workload`): NEURON ``hh`` 
 neurons (``hhjax.presets.neuron_hh()``), a step of ``linspace(9.5, 10.5, N)`` uA/cm2
 from 10 ms, dt = 0.025 ms, 100 ms (4000 steps), every neuron from rest; recording V every
 step (``v``), every 10th step (``v10``) or spikes only (``spikes``). hhjax is timed
-through ``hhjax.simulate`` with an ``(N, 4000)`` stimulus array: the first call (trace +
-compile + run) and then the median of several steady-state calls (``block_until_ready``);
-``compile_s`` is their difference. Memory is the peak resident-set growth during the
-steady-state calls (sampled every 2 ms), on top of the inputs.
-
-N = 1e6 does not fit as an ``(N, 4000)`` stimulus (16 GB in float32); there the suite
-runs the "shared" variant: one 10 uA/cm2 step for every neuron (a 1-D stimulus), the
-population given by a length-N ``state0`` (rest), ``v10`` and ``spikes``.
+through ``hhjax.simulate(model, hhjax.stimulus.step_current(amplitudes, 10.0), ...)``,
+as a user writes it: the step is kept factored (amplitude per neuron times one shared
+time profile), so no ``(N, 4000)`` array is built or streamed, just as the peers compute
+the current inside their loops. The first call (trace + compile + run) and then the
+median of several steady-state calls (``block_until_ready``) are timed; ``compile_s`` is
+their difference. Memory is the peak resident-set growth during the steady-state calls
+(sampled every 2 ms), on top of the inputs.
 
 Peers (NumPy Euler, SciPy odeint, NEURON, Brian2, Jaxley, BrainPy) run through
 ``python -m benchmarks.peers`` in ``.venv-bench`` when it exists (``bash
@@ -98,10 +97,10 @@ def _amplitudes(n: int) -> np.ndarray:
 def _stimulus(n: int, dtype: Any) -> Any:
     import jax.numpy as jnp
 
-    on = (np.arange(N_STEPS) >= int(round(STEP_START / DT))).astype(dtype)
-    if n == 1:
-        return jnp.asarray(10.0 * on, dtype)
-    return jnp.asarray(_amplitudes(n).astype(dtype)[:, None] * on[None, :])
+    import hhjax
+
+    amps = jnp.asarray(_amplitudes(n), dtype)
+    return hhjax.stimulus.step_current(amps[0] if n == 1 else amps, STEP_START)
 
 
 def _environment() -> dict[str, Any]:
@@ -137,7 +136,7 @@ def _median_runs(fn: Any, repeats: int) -> tuple[float, list[float]]:
 
 
 def bench_hhjax(
-    n: int, dtype: str, method: str, rates: str, record: str, repeats: int, shared: bool = False,
+    n: int, dtype: str, method: str, rates: str, record: str, repeats: int,
 ) -> dict[str, Any]:
     """Time ``hhjax.simulate`` on the standard workload (one configuration)."""
     import jax
@@ -148,13 +147,8 @@ def bench_hhjax(
 
     with jax.enable_x64(dtype == "float64"):
         model = hhjax.presets.neuron_hh()
-        kw = dict(dt=DT, method=method, rates=rates, **RECORDS[record])
-        if shared:  # N neurons from rest (state0 of length N) under one 1-D stimulus
-            rest = hhjax.resting_state(model)
-            kw["state0"] = jax.tree_util.tree_map(lambda x: jnp.full((n,), x, dtype), rest)
-            stim = _stimulus(1, dtype)
-        else:
-            stim = _stimulus(n, dtype)
+        kw = dict(dt=DT, t_max=T_MAX, method=method, rates=rates, **RECORDS[record])
+        stim = _stimulus(n, dtype)
 
         def call() -> Any:
             return jax.block_until_ready(hhjax.simulate(model, stim, **kw))
@@ -171,7 +165,7 @@ def bench_hhjax(
             counts = np.asarray(hhjax.analysis.spike_count(jnp.asarray(out.v)))
     return {
         "tool": "hhjax", "n": n, "dtype": dtype, "method": method, "rates": rates,
-        "record": record, "stimulus": "shared 1-D" if shared else "(N, n_steps)",
+        "record": record, "stimulus": "step_current (factored)",
         "first_call_s": first, "compile_s": max(0.0, first - run_s), "run_s": run_s,
         "run_s_all": all_s, "neuron_steps_per_s": n * N_STEPS / run_s,
         "peak_mb": mem.growth_mb, "spikes": int(counts.sum()), "load_avg": os.getloadavg()[0],
@@ -268,7 +262,7 @@ def _best_hhjax(rows: list[dict[str, Any]], n: int, record: str, rates: str) -> 
     vals = [r["neuron_steps_per_s"] for r in rows if r.get("tool") == "hhjax"
             and r["n"] == n and r["record"] == record and r["rates"] == rates
             and r["dtype"] == "float32" and r["method"] == "exp_euler"
-            and r["stimulus"] != "shared 1-D" and "neuron_steps_per_s" in r]
+            and "neuron_steps_per_s" in r]
     return max(vals) if vals else None
 
 
@@ -351,12 +345,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5.5))
     series: dict[str, list[tuple[int, float]]] = {}
     for r in result["hhjax"]:
-        if "neuron_steps_per_s" in r and r["record"] == "v" or (
-            "neuron_steps_per_s" in r and r["stimulus"] == "shared 1-D" and r["record"] == "spikes"
-        ):
+        spikes_f32 = r["record"] == "spikes" and r["dtype"] == "float32" and r["method"] == "exp_euler"
+        if "neuron_steps_per_s" in r and (r["record"] == "v" or spikes_f32):
             key = f"hhjax {r['method']} {r['rates']} {r['dtype']}"
-            if r["stimulus"] == "shared 1-D":
-                key += " (shared stim, spikes)"
+            if spikes_f32:
+                key += " (spikes only)"
             series.setdefault(key, []).append((r["n"], r["neuron_steps_per_s"]))
     for p in result.get("peers", []):
         if "neuron_steps_per_s" in p and p["record"] == "v":
@@ -416,13 +409,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _fits(n: int, dtype: str, record: str) -> str | None:
-    """Why an ``(N, 4000)`` configuration would not fit in memory, or None."""
+    """Why a configuration's record would not fit in memory, or None."""
     from hhjax.population import available_memory
 
     item = 4 if dtype == "float32" else 8
-    need = n * N_STEPS * item * (2 + (2 if record == "v" else 0.2 if record == "v10" else 0))
+    need = n * N_STEPS * item * (2 if record == "v" else 0.2 if record == "v10" else 0)
     if need > 0.6 * available_memory():
-        return f"needs ~{need / 2**30:.0f} GB (stimulus (N, 4000) + record)"
+        return f"needs ~{need / 2**30:.0f} GB (the record (N, n_rec) and its transpose)"
     return None
 
 
@@ -448,11 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for i, (n, dtype, method, rates, record) in enumerate(configs):
         key = (dtype, method, rates, record)
-        shared = False
         why = _fits(n, dtype, record)
-        if why and record == "spikes" and dtype == "float32" and method == "exp_euler":
-            shared, why = True, None  # the 1e6 "shared stimulus" variant
-        limit = args.max_run_s * (4 if shared else 1)
+        limit = args.max_run_s
         if not why and key in speed and n * N_STEPS / speed[key] > limit:
             why = f"predicted {n * N_STEPS / speed[key]:.0f} s > {limit:.0f} s (--max-run-s)"
         row = {"tool": "hhjax", "n": n, "dtype": dtype, "method": method, "rates": rates,
@@ -461,9 +451,9 @@ def main(argv: list[str] | None = None) -> int:
             _log(f"[{i + 1}/{len(configs)}] hhjax {key} N={n}: skipped ({why})")
             result["hhjax"].append({**row, "skipped": why, "stimulus": ""})
             continue
-        _log(f"[{i + 1}/{len(configs)}] hhjax {key} N={n}{' shared stimulus' if shared else ''}")
+        _log(f"[{i + 1}/{len(configs)}] hhjax {key} N={n}")
         try:
-            r = bench_hhjax(n, dtype, method, rates, record, args.repeats, shared)
+            r = bench_hhjax(n, dtype, method, rates, record, args.repeats)
         except Exception as err:  # noqa: BLE001 - record and go on
             result["hhjax"].append({**row, "skipped": f"{type(err).__name__}: {err}"[:120],
                                     "stimulus": ""})

@@ -100,16 +100,19 @@ class _Static(NamedTuple):
     checkpoint: bool
     max_spikes: int  # 0: no spike recording
     rates: str
+    factored: bool = False  # stim holds profiles (time-major, P per step), weights (..., P)
 
 
 def _run_single(
-    model: Model, stim: Array, state0: State | None, dt: Array, threshold: Array,
-    tables: Any, cfg: _Static,
+    model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
+    threshold: Array, tables: Any, cfg: _Static,
 ) -> tuple[dict[str, Any], State, Array]:
     """Simulate one neuron, or a vector of neurons: (records incl. t = 0, final, max |V|).
 
     ``stim`` is time-major: ``(n_steps,)``, or ``(n_steps, N)`` with every state leaf
-    ``(N,)`` (then ``state0`` is required and records are ``(n_rec, N)``).
+    ``(N,)`` (then ``state0`` is required and records are ``(n_rec, N)``). With
+    ``cfg.factored``, ``stim`` is ``(n_steps, P)`` time profiles shared by all neurons
+    and each step's current is ``weights @ stim[k]`` (``weights`` ``(P,)`` or ``(N, P)``).
 
     The carry is ``(state, max |V|, step index, spike store)``; a recording unit of
     ``cfg.every`` steps is an inner scan whose spike crossings (at most the first and
@@ -135,6 +138,8 @@ def _run_single(
 
     def one(carry: tuple[Any, ...], i_ext: Array) -> tuple[tuple[Any, ...], None]:
         state, v_max, k, blk = carry
+        if cfg.factored:  # elementwise, so it fuses into the step (a dot would not)
+            i_ext = jnp.sum(weights * i_ext, axis=-1)
         new = step(model, state, i_ext, dt)
         v_max = jnp.maximum(v_max, jnp.abs(new.v))
         if spikes:
@@ -213,25 +218,32 @@ def _batched(state0: State | None) -> bool:
 
 
 def _run(
-    model: Model, stim: Array, state0: State | None, dt: Array, threshold: Array, cfg: _Static
+    model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
+    threshold: Array, cfg: _Static,
 ) -> tuple[dict[str, Any], State, Array]:
     """The whole (local) population: tables once, then ``vmap`` over the neurons."""
     tables = build_tables(model, dt, stim.dtype) if cfg.rates == "table" else None
     model_axes, n_model = population_axes(model)
-    stim_axis = 0 if stim.ndim == 2 else None
-    if n_model is None and stim_axis is None and not _batched(state0):
-        return _run_single(model, stim, state0, dt, threshold, tables, cfg)
+    if cfg.factored:  # profiles shared (time-major), weights per neuron
+        stim_axis, w_axis = None, (0 if weights.ndim == 2 else None)
+    else:
+        stim_axis, w_axis = (0 if stim.ndim == 2 else None), None
+    if n_model is None and stim_axis is None and w_axis is None and not _batched(state0):
+        return _run_single(model, stim, weights, state0, dt, threshold, tables, cfg)
     state_axes = None if state0 is None else jax.tree_util.tree_map(
         lambda x: 0 if x.ndim == 1 else None, state0
     )
     fn = jax.vmap(
-        _run_single, in_axes=(model_axes, stim_axis, state_axes, None, None, None, None)
+        _run_single,
+        in_axes=(model_axes, stim_axis, w_axis, state_axes, None, None, None, None),
     )
-    return fn(model, stim, state0, dt, threshold, tables, cfg)
+    return fn(model, stim, weights, state0, dt, threshold, tables, cfg)
 
 
-def _pop_size(model: Model, stim: Array, state0: State | None) -> int:
-    if stim.ndim == 2:
+def _pop_size(model: Model, stim: Array, weights: Array | None, state0: State | None) -> int:
+    if weights is not None and weights.ndim == 2:
+        return weights.shape[0]
+    if weights is None and stim.ndim == 2:
         return stim.shape[0]
     for leaf in jax.tree_util.tree_leaves((model, state0)):
         if jnp.ndim(leaf) == 1:
@@ -240,7 +252,8 @@ def _pop_size(model: Model, stim: Array, state0: State | None) -> int:
 
 
 def _run_population(
-    model: Model, stim: Array, state0: State | None, dt: Array, threshold: Array, cfg: _Static
+    model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
+    threshold: Array, cfg: _Static,
 ) -> tuple[dict[str, Any], State, Array]:
     """The forward population kernel: the neurons as the vector axis of one scan.
 
@@ -255,7 +268,7 @@ def _run_population(
     """
     tables = build_tables(model, dt, stim.dtype) if cfg.rates == "table" else None
     dtype = stim.dtype
-    n = _pop_size(model, stim, state0)
+    n = _pop_size(model, stim, weights, state0)
     if state0 is None:
         axes, n_model = population_axes(model)
         if n_model is None:
@@ -264,9 +277,11 @@ def _run_population(
             v0 = jax.vmap(_resting_v_single, in_axes=(axes, None))(model, 0.0)
         state0 = steady_state(model, jnp.broadcast_to(v0.astype(dtype), (n,)))
     state0 = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n,)).astype(dtype), state0)
-    recs, final, v_max = _run_single(
-        model, stim.T if stim.ndim == 2 else stim, state0, dt, threshold, tables, cfg
-    )
+    if cfg.factored:  # profiles are already time-major; no (N, n_steps) array exists
+        weights = jnp.broadcast_to(weights, (n, weights.shape[-1]))
+    elif stim.ndim == 2:
+        stim = stim.T
+    recs, final, v_max = _run_single(model, stim, weights, state0, dt, threshold, tables, cfg)
     out = {k: jax.tree_util.tree_map(jnp.transpose, recs[k]) for k in cfg.record}
     for k in ("spike_times", "spike_counts"):
         if k in recs:
@@ -283,7 +298,8 @@ def _leaf_spec(x: Any) -> PartitionSpec:
 
 
 def _run_sharded(
-    model: Model, stim: Array, state0: State | None, dt: Array, threshold: Array, cfg: _Static
+    model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
+    threshold: Array, cfg: _Static,
 ) -> tuple[dict[str, Any], State, Array]:
     """:func:`_run_population` with the population axis split over the local devices.
 
@@ -292,14 +308,21 @@ def _run_sharded(
     shards run independently (no communication).
     """
     has_state = state0 is not None
-    args = (model, stim, dt, threshold) + ((state0,) if has_state else ())
-    stim_spec = PartitionSpec(AXIS) if stim.ndim == 2 else PartitionSpec()
+    # a factored stimulus shares its profiles (replicated) and splits its weights
+    stim_split = stim.ndim == 2 and not cfg.factored
+    args = (model, stim, weights, dt, threshold) + ((state0,) if has_state else ())
     in_specs = (
-        jax.tree_util.tree_map(_leaf_spec, model), stim_spec, PartitionSpec(), PartitionSpec(),
+        jax.tree_util.tree_map(_leaf_spec, model),
+        PartitionSpec(AXIS) if stim_split else PartitionSpec(),
+        None if weights is None else _leaf_spec(weights[..., 0]),
+        PartitionSpec(),
+        PartitionSpec(),
     ) + ((jax.tree_util.tree_map(_leaf_spec, state0),) if has_state else ())
 
-    def local(model: Model, stim: Array, dt: Array, threshold: Array, *rest: State) -> Any:
-        return _run_population(model, stim, rest[0] if has_state else None, dt, threshold, cfg)
+    def local(model: Model, stim: Array, weights: Array | None, dt: Array, threshold: Array,
+              *rest: State) -> Any:
+        state0 = rest[0] if has_state else None
+        return _run_population(model, stim, weights, state0, dt, threshold, cfg)
 
     return jax.shard_map(
         local, mesh=population_mesh(), in_specs=in_specs, out_specs=PartitionSpec(AXIS),
@@ -312,11 +335,11 @@ _MODES = {"single": _run, "population": _run_population, "sharded": _run_sharded
 
 @functools.partial(jax.jit, static_argnames=("layout", "cfg", "mode"))
 def _entry(
-    packed: Array, arrays: tuple[Array, ...], stim: Array, *, layout: Any, cfg: _Static,
-    mode: str,
+    packed: Array, arrays: tuple[Array, ...], stim: Array, weights: Array | None, *,
+    layout: Any, cfg: _Static, mode: str,
 ) -> tuple[dict[str, Any], State, Array]:
     model, state0, dt, threshold = _unpack(packed, arrays, layout)
-    return _MODES[mode](model, stim, state0, dt, threshold, cfg)
+    return _MODES[mode](model, stim, weights, state0, dt, threshold, cfg)
 
 
 def _pack(tree: Any, dtype: Any) -> tuple[np.ndarray, tuple[Array, ...], Any]:
@@ -343,18 +366,33 @@ def _unpack(packed: Array, arrays: tuple[Array, ...], layout: Any) -> Any:
 
 
 def _call(
-    mode: str, model: Model, stim: Array, state0: State | None, dt: Any, threshold: Any,
-    cfg: _Static,
+    mode: str, model: Model, stim: Array, weights: Array | None, state0: State | None,
+    dt: Any, threshold: Any, cfg: _Static,
 ) -> tuple[dict[str, Any], State, Array]:
     packed, arrays, layout = _pack((model, state0, dt, threshold), stim.dtype)
-    return _entry(packed, arrays, stim, layout=layout, cfg=cfg, mode=mode)
+    return _entry(packed, arrays, stim, weights, layout=layout, cfg=cfg, mode=mode)
 
 
-def _as_stimulus(stimulus: Any, dt: float, t_max: float | None) -> Array:
+def _as_stimulus(stimulus: Any, dt: float, t_max: float | None) -> tuple[Array, Array | None]:
+    """``(stim, None)`` with ``stim`` ``(n_steps,)``/``(N, n_steps)``, or, for a population
+    stimulus object that factors, ``(profiles (n_steps, P) time-major, weights (N, P))``."""
     if isinstance(stimulus, Stimulus):
         if t_max is None:
             raise ValueError("t_max (ms) is required when stimulus is a Stimulus object")
-        return stimulus.sample(dt, t_max)
+        factors = stimulus.factors(dt, t_max) if is_concrete(dt) else None
+        if factors is not None and factors[0].ndim == 2:
+            weights, profiles = factors
+            return profiles.T, weights
+        if factors is not None and factors[0].ndim > 2:
+            raise ValueError(
+                f"stimulus must be 1-D or (n_neurons, n_steps); its amplitudes have shape "
+                f"{factors[0].shape[:-1]}"
+            )
+        return stimulus.sample(dt, t_max), None
+    return _as_array_stimulus(stimulus, dt, t_max), None
+
+
+def _as_array_stimulus(stimulus: Any, dt: float, t_max: float | None) -> Array:
     if not hasattr(stimulus, "shape") and not isinstance(stimulus, (int, float, list, tuple)):
         raise TypeError(
             f"stimulus must be an array of currents (uA/cm2) or a hhjax.stimulus object; "
@@ -426,8 +464,9 @@ def _take(tree: Any, lo: int, hi: int, pad: int, batched: Any) -> Any:
 
 
 def _population_run(
-    model: Model, stim: Array, state0: State | None, dt: Array, threshold: Array,
-    cfg: _Static, n: int, shard: bool, chunk: int | None, progress: bool | None,
+    model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
+    threshold: Array, cfg: _Static, n: int, shard: bool, chunk: int | None,
+    progress: bool | None,
 ) -> tuple[dict[str, Any], State, Array]:
     """Run a concrete population of ``n`` neurons: sharded over devices, in chunks."""
     n_dev = len(jax.local_devices()) if shard else 1
@@ -436,11 +475,12 @@ def _population_run(
     multiple = n_dev if sharded else 1
     if chunk is None:
         itemsize = stim.dtype.itemsize
-        n_rec = stim.shape[-1] // cfg.every + 1
+        n_steps_ = stim.shape[0] if cfg.factored else stim.shape[-1]
+        n_rec = n_steps_ // cfg.every + 1
         per_kind = {"v": 1, "gates": len(model.gate_names), "currents": len(model.channels)}
         fields = sum(per_kind[k] for k in cfg.record)
         per_neuron = itemsize * (
-            (2 * stim.shape[-1] if stim.ndim == 2 else 0) + 3 * n_rec * fields
+            (2 * n_steps_ if stim.ndim == 2 and not cfg.factored else 0) + 3 * n_rec * fields
             + cfg.max_spikes + 64
         )
         chunk = chunk_size(n, per_neuron, multiple=multiple)
@@ -449,7 +489,8 @@ def _population_run(
     chunk = max(1, min(int(chunk), n))
     batched = (
         jax.tree_util.tree_map(lambda x: np.ndim(x) == 1, model),
-        stim.ndim == 2,
+        stim.ndim == 2 and not cfg.factored,
+        None if weights is None else weights.ndim == 2,
         None if state0 is None else jax.tree_util.tree_map(lambda x: np.ndim(x) == 1, state0),
     )
     starts = list(range(0, n, chunk))
@@ -458,8 +499,8 @@ def _population_run(
     for lo in starts:
         hi = min(n, lo + chunk)
         pad = (-(hi - lo)) % multiple
-        m_c, s_c, st_c = _take((model, stim, state0), lo, hi, pad, batched)
-        out = _call(mode, m_c, s_c, st_c, dt, threshold, cfg)
+        m_c, s_c, w_c, st_c = _take((model, stim, weights, state0), lo, hi, pad, batched)
+        out = _call(mode, m_c, s_c, w_c, st_c, dt, threshold, cfg)
         if pad:
             out = jax.tree_util.tree_map(lambda x, k=hi - lo: x[:k], out)
         if len(starts) > 1:  # free device memory for the next chunk
@@ -572,55 +613,65 @@ def simulate(
         if np.ndim(threshold) != 0:
             raise ValueError(f"threshold must be a scalar in mV; got shape {np.shape(threshold)}")
         check_finite("threshold", threshold)
-    stim = _as_stimulus(stimulus, dt, t_max)
+    stim, weights = _as_stimulus(stimulus, dt, t_max)
     _check_stimulus_finite(stim)
+    if weights is None:
+        n_steps_, n_stim = stim.shape[-1], (stim.shape[0] if stim.ndim == 2 else None)
+        if stim.ndim > 2:
+            raise ValueError(
+                f"stimulus must be 1-D (n_steps,) or 2-D (n_neurons, n_steps); got shape {stim.shape}"
+            )
+    else:
+        n_steps_, n_stim = stim.shape[0], weights.shape[0]
     n_model = _validated(model)
     if rates == "table":
         check_tabulable(model)
-    if stim.ndim == 2 and n_model is not None and stim.shape[0] != n_model:
+    if n_stim is not None and n_model is not None and n_stim != n_model:
         raise ValueError(
-            f"stimulus population ({stim.shape[0]} rows) does not match the model "
+            f"stimulus population ({n_stim} rows) does not match the model "
             f"population ({n_model} parameter sets)"
         )
     n_state: set[int] = set()
     if state0 is not None:
         state0 = _check_state0(model, state0)
         n_state = {np.shape(x)[0] for x in jax.tree_util.tree_leaves(state0) if np.ndim(x) == 1}
-        n_other = {n for n in (n_model, stim.shape[0] if stim.ndim == 2 else None) if n}
+        n_other = {n for n in (n_model, n_stim) if n}
         if len(n_state | n_other) > 1:
             raise ValueError(
                 f"state0 population size {sorted(n_state)} does not match the model/stimulus "
                 f"population {sorted(n_other)}"
             )
     dense = tuple(r for r in record if r != "spikes")
-    if stim.shape[-1] < every and dense:
-        raise ValueError(f"every = {every} exceeds the number of steps ({stim.shape[-1]})")
+    if n_steps_ < every and dense:
+        raise ValueError(f"every = {every} exceeds the number of steps ({n_steps_})")
     if not dense:  # spikes only: merge crossings about once per SPIKE_BLOCK_MS
         block = int(SPIKE_BLOCK_MS / float(dt)) if is_concrete(dt) else 32
-        every = max(1, min(block, 64, stim.shape[-1]))
+        every = max(1, min(block, 64, n_steps_))
 
     dtype = stim.dtype
     cfg = _Static(
         method=method, record=dense, every=int(every), checkpoint=bool(checkpoint),
-        max_spikes=int(max_spikes) if spikes else 0, rates=rates,
+        max_spikes=int(max_spikes) if spikes else 0, rates=rates, factored=weights is not None,
     )
-    n_pop = n_model or (stim.shape[0] if stim.ndim == 2 else None) or next(iter(n_state), None)
-    if is_concrete((model, stim, state0, dt, threshold)):
+    n_pop = n_model or n_stim or next(iter(n_state), None)
+    if is_concrete((model, stim, weights, state0, dt, threshold)):
         if n_pop is not None:
             recs, final, v_max = _population_run(
-                model, stim, state0, dt, threshold, cfg, int(n_pop), shard, chunk_size, progress
+                model, stim, weights, state0, dt, threshold, cfg, int(n_pop), shard,
+                chunk_size, progress,
             )
         else:
-            recs, final, v_max = _call("single", model, stim, state0, dt, threshold, cfg)
-        t = _time_grid(stim.shape[-1] // every + 1 if dense else 0, float(dt) * every, dtype)
+            recs, final, v_max = _call("single", model, stim, weights, state0, dt, threshold, cfg)
+        t = _time_grid(n_steps_ // every + 1 if dense else 0, float(dt) * every, dtype)
     else:
         model = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), model)
         if state0 is not None:
             state0 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), state0)
         recs, final, v_max = _run_jit(
-            model, stim, state0, jnp.asarray(dt, dtype), jnp.asarray(threshold, dtype), cfg=cfg
+            model, stim, weights, state0, jnp.asarray(dt, dtype), jnp.asarray(threshold, dtype),
+            cfg=cfg,
         )
-        n_rec = stim.shape[-1] // every + 1 if dense else 0
+        n_rec = n_steps_ // every + 1 if dense else 0
         if is_concrete(dt):
             t = _time_grid(n_rec, float(dt) * every, dtype)
         else:

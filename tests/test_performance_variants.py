@@ -252,14 +252,16 @@ _SHARDED = textwrap.dedent(
     p_one = hhjax.simulate(m8, stim[0], dt=0.025, shard=False)
     from hhjax.simulate import _call, _Static
     cfg = _Static("exp_euler", ("v",), 1, False, 0, "exact")
-    raw = _call("sharded", m8, stim[0], None, 0.025, 0.0, cfg)[0]["v"]
+    raw = _call("sharded", m8, stim[0], None, None, 0.025, 0.0, cfg)[0]["v"]
+    step = hhjax.stimulus.step_current(jnp.asarray(amp, jnp.float32), 5.0)  # factored
+    fac = hhjax.simulate(model, step, dt=0.025, t_max=20.0, record=rec)
     same = lambda a, b: all(np.allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-3,
         equal_nan=True) and np.asarray(x).dtype == np.asarray(y).dtype
         for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
     print(json.dumps({
         "devices": len(jax.devices()),
         "same": same(one, four), "same_chunked": same(one, both),
-        "same_model_pop": same(p_one.v, raw),
+        "same_model_pop": same(p_one.v, raw), "same_factored": same(one, fac),
         "split": len(raw.sharding.device_set),
     }))
     """
@@ -277,4 +279,5 @@ def test_sharded_over_four_cpu_devices_equals_plain():
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res == {
         "devices": 4, "same": True, "same_chunked": True, "same_model_pop": True, "split": 4,
+        "same_factored": True,
     }

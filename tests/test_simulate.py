@@ -228,3 +228,33 @@ def test_bad_models_and_populations():
         hhjax.simulate(m, jnp.zeros(10), dt=0.025, state0=s0._replace(gates={"na.m": 0.1}))
     with pytest.raises(ValueError, match=r"state0 population size \[5\] does not match"):
         hhjax.simulate(pop, jnp.zeros(10), dt=0.025, state0=hhjax.steady_state(m, jnp.zeros(5) - 65.0))
+
+
+def test_factored_population_stimulus_equals_its_samples():
+    """A population step/sine object runs factored (no (N, n_steps) array): same results."""
+    with jax.enable_x64(True):
+        m = hhjax.presets.neuron_hh()
+        obj = stim.step_current(jnp.linspace(5.0, 15.0, 12), 2.0) + stim.sine(1.0, 50.0)
+        dense = obj.sample(0.025, 30.0)
+        ref = hhjax.simulate(m, dense, dt=0.025)
+        for kw in ({}, {"chunk_size": 5, "progress": False}, {"every": 7}):
+            got = hhjax.simulate(m, obj, dt=0.025, t_max=30.0, **kw)
+            np.testing.assert_array_equal(np.asarray(got.v), np.asarray(ref.v)[:, :: kw.get("every", 1)])
+        sp = hhjax.simulate(m, obj, dt=0.025, t_max=30.0, record="spikes")
+        sp_ref = hhjax.simulate(m, dense, dt=0.025, record="spikes")
+        np.testing.assert_array_equal(np.asarray(sp.spike_counts), np.asarray(sp_ref.spike_counts))
+        pop = hhjax.set_params(m, {"k.g": jnp.linspace(30.0, 40.0, 12)})
+        np.testing.assert_array_equal(
+            np.asarray(hhjax.simulate(pop, obj, dt=0.025, t_max=30.0).v),
+            np.asarray(hhjax.simulate(pop, dense, dt=0.025).v),
+        )
+
+        def loss(g, s):
+            return jnp.mean(hhjax.simulate(hhjax.set_params(m, {"na.g": g}), s, dt=0.025, t_max=30.0).v)
+
+        assert float(jax.grad(loss)(120.0, obj)) == pytest.approx(
+            float(jax.grad(lambda g: jnp.mean(hhjax.simulate(hhjax.set_params(m, {"na.g": g}), dense, dt=0.025).v))(120.0)),
+            rel=1e-12,
+        )
+        with pytest.raises(ValueError, match=r"stimulus population \(12 rows\) does not match the model population \(3"):
+            hhjax.simulate(hhjax.set_params(m, {"na.g": jnp.ones(3) * 120}), obj, dt=0.025, t_max=30.0)
