@@ -100,7 +100,9 @@ def _stimulus(n: int, dtype: Any) -> Any:
     import hhjax
 
     amps = jnp.asarray(_amplitudes(n), dtype)
-    return hhjax.stimulus.step_current(amps[0] if n == 1 else amps, STEP_START)
+    if n == 1:  # repeated single-neuron runs: sample once, pass the (n_steps,) array
+        return hhjax.stimulus.step_current(amps[0], STEP_START).sample(DT, T_MAX)
+    return hhjax.stimulus.step_current(amps, STEP_START)
 
 
 def _environment() -> dict[str, Any]:
