@@ -20,7 +20,6 @@ Units: mV, ms, uA/cm2; rates in Hz.
 from __future__ import annotations
 
 import functools
-import sys
 from typing import Any, NamedTuple
 
 import jax
@@ -31,6 +30,7 @@ from ._checks import check_finite, check_positive_scalar, is_concrete
 from .integrators import get_method
 from .model import Model, State, gate_linear, population_axes, resting_state
 from .params import validate_model
+from .population import Progress
 from .simulate import Trace
 
 Array = jax.Array
@@ -436,15 +436,6 @@ def _batch_stats(
     return fn(model, state0, amplitudes, dt, n, method, threshold, w0, w1)
 
 
-def _progress(done: int, total: int, label: str) -> None:
-    width = 30
-    filled = int(width * done / total)
-    sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
 def _run_steps(
     model: Model,
     amplitudes: Array,
@@ -502,13 +493,13 @@ def _run_steps(
         jnp.asarray(window[0], dtype), jnp.asarray(window[1], dtype), static_axes,
     )
     outs = []
+    bar = Progress(n_chunks, label, progress)
     for c in range(n_chunks):
         sl = slice(c * chunk, (c + 1) * chunk)
         part_model = _take(flat_model, sl)
         part_rest = _take(flat_rest, sl)
         outs.append(jax.block_until_ready(_batch_stats(part_model, part_rest, flat_amps[sl], *args)))
-        if progress:
-            _progress(c + 1, n_chunks, label)
+        bar.update()
     count, first, last = (jnp.concatenate([o[i] for o in outs])[:total] for i in range(3))
     shape = (n_model, k) if n_model is not None else (k,)
     amps = flat_amps[:total].reshape(shape)
@@ -683,6 +674,7 @@ def rheobase(
     hi = np.full(pop, float(high))
     frac = np.linspace(0.0, 1.0, points)  # first round includes both ends
     rounds = int(np.ceil(np.log((high - low) / tol) / np.log(points + 1))) + 2
+    bar = Progress(rounds, "rheobase", progress)
     fires_high = np.ones(pop, bool)
     fires_low = np.zeros(pop, bool)
     rest = resting_state(jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), model))
@@ -703,11 +695,9 @@ def rheobase(
         new_lo = grid[np.arange(pop), np.maximum(first - 1, 0)]
         lo, hi = np.where(first > 0, new_lo, lo), new_hi
         frac = np.linspace(0.0, 1.0, points + 2)[1:-1]  # later rounds: interior points
-        if progress:
-            _progress(r + 1, rounds, "rheobase")
+        bar.update()
         if np.all(hi - lo <= tol):
-            if progress and r + 1 < rounds:
-                _progress(rounds, rounds, "rheobase")
+            bar.update(rounds - r - 1)  # done early: complete the line
             break
     out = np.where(fires_low, float(low), np.where(fires_high, hi, np.nan))
     result = jnp.asarray(out, dtype)
