@@ -134,7 +134,7 @@ def test_fi_several_presets(tmp_path: Path) -> None:
                     "--duration", "300", "--window", "100:300", "-o", "fi.png", "--data", "fi.csv",
                     cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "fi_curve [" in res.stderr  # the progress bar
+    assert "fi_curve: 1/1 (100%)" in res.stderr  # the progress line
     assert (tmp_path / "fi.png").stat().st_size > 10_000
     table = np.genfromtxt(tmp_path / "fi.csv", delimiter=",", names=True)
     np.testing.assert_allclose(table["current_uA_cm2"], [0.0, 8.0, 15.0])
