@@ -383,13 +383,16 @@ def _as_stimulus(stimulus: Any, dt: float, t_max: float | None) -> tuple[Array, 
         if factors is not None and factors[0].ndim == 2:
             weights, profiles = factors
             return profiles.T, weights
-        if factors is not None and factors[0].ndim > 2:
-            raise ValueError(
-                f"stimulus must be 1-D or (n_neurons, n_steps); its amplitudes have shape "
-                f"{factors[0].shape[:-1]}"
-            )
-        return stimulus.sample(dt, t_max), None
+        return _check_ndim(stimulus.sample(dt, t_max)), None
     return _as_array_stimulus(stimulus, dt, t_max), None
+
+
+def _check_ndim(stim: Array) -> Array:
+    if stim.ndim > 2:
+        raise ValueError(
+            f"stimulus must be 1-D (n_steps,) or 2-D (n_neurons, n_steps); got shape {stim.shape}"
+        )
+    return stim
 
 
 def _as_array_stimulus(stimulus: Any, dt: float, t_max: float | None) -> Array:
@@ -405,10 +408,7 @@ def _as_array_stimulus(stimulus: Any, dt: float, t_max: float | None) -> Array:
         if t_max is None:
             raise ValueError("a constant (scalar) stimulus needs t_max (ms)")
         return jnp.full((n_steps(dt, t_max),), stim)
-    if stim.ndim > 2:
-        raise ValueError(
-            f"stimulus must be 1-D (n_steps,) or 2-D (n_neurons, n_steps); got shape {stim.shape}"
-        )
+    _check_ndim(stim)
     if t_max is not None and is_concrete(dt) and n_steps(dt, t_max) != stim.shape[-1]:
         raise ValueError(
             f"t_max = {t_max} ms at dt = {dt} ms means {n_steps(dt, t_max)} steps, but the "
@@ -617,10 +617,6 @@ def simulate(
     _check_stimulus_finite(stim)
     if weights is None:
         n_steps_, n_stim = stim.shape[-1], (stim.shape[0] if stim.ndim == 2 else None)
-        if stim.ndim > 2:
-            raise ValueError(
-                f"stimulus must be 1-D (n_steps,) or 2-D (n_neurons, n_steps); got shape {stim.shape}"
-            )
     else:
         n_steps_, n_stim = stim.shape[0], weights.shape[0]
     n_model = _validated(model)
