@@ -157,9 +157,6 @@ def test_recording_every_and_continuation():
         a = hhjax.simulate(m, drive[:500], dt=0.025)
         b = hhjax.simulate(m, drive[500:], dt=0.025, state0=a.final)
         np.testing.assert_allclose(np.asarray(b.v), np.asarray(full.v)[500:], atol=1e-12)
-        # currents agree with the membrane equation: sum = i_ext - c_m dV/dt
-        total = sum(np.asarray(c) for c in full.currents.values())
-        assert np.all(np.isfinite(total))
 
 
 def test_stimulus_objects_and_scalars():
