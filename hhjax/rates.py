@@ -48,11 +48,27 @@ __all__ = [
 
 
 def _pytree(cls: type, meta: tuple[str, ...] = ()) -> type:
-    """Register a frozen dataclass as a pytree: fields in ``meta`` are static."""
-    fields = [f.name for f in dataclasses.fields(cls)]
-    return jax.tree_util.register_dataclass(
-        cls, data_fields=[f for f in fields if f not in meta], meta_fields=list(meta)
-    )
+    """Register a frozen dataclass as a pytree: fields in ``meta`` are static.
+
+    Registered with ``register_pytree_with_keys`` rather than ``register_dataclass``:
+    in JAX 0.10 the tree structures of two different dataclasses with the same
+    fields compare *equal* (only their hashes differ), so ``jax.jit`` could, on a
+    hash-table probe collision, run a model compiled for ``Exponential`` rates with
+    ``ExpLinear`` ones. Here the class is part of the static data, so it is compared.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    data = [n for n in names if n not in meta]
+    keys = tuple(jax.tree_util.GetAttrKey(n) for n in data)
+
+    def flatten(obj: Any) -> tuple[tuple[tuple[Any, Any], ...], tuple[Any, ...]]:
+        children = tuple((k, getattr(obj, n)) for k, n in zip(keys, data, strict=True))
+        return children, (cls, *(getattr(obj, n) for n in meta))
+
+    def unflatten(aux: tuple[Any, ...], children: Any) -> Any:
+        return cls(**dict(zip(data, children, strict=True)), **dict(zip(meta, aux[1:], strict=True)))
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten, unflatten)
+    return cls
 
 
 def _taylor_threshold(dtype: Any) -> float:

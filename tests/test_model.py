@@ -35,6 +35,19 @@ def test_every_preset_rests_with_zero_derivative(name):
     assert float(s32.v) == pytest.approx(float(s.v), abs=1e-3)
 
 
+def test_models_with_different_rate_forms_never_share_a_compiled_function():
+    # Regression: with register_dataclass the structures of squid (Exponential beta_m)
+    # and cortical_pyramidal (ExpLinear beta_m) compared equal, so jit could run one
+    # model's compiled code on the other's parameters (seen once in CI).
+    squid, cortical = hhjax.presets.squid(), hhjax.presets.cortical_pyramidal()
+    t_squid, t_cortical = (jax.tree_util.tree_structure(m) for m in (squid, cortical))
+    assert t_squid != t_cortical
+    leaves = jax.tree_util.tree_leaves(cortical)
+    mixed = jax.tree_util.tree_unflatten(t_cortical, leaves)
+    assert mixed == cortical
+    assert jax.tree_util.tree_structure(mixed) == t_cortical
+
+
 def test_connor_stevens_rest_matches_published_initial_state():
     # Dayan & Abbott's Connor-Stevens initial conditions (V = -68 mV and the gates)
     s = hhjax.resting_state(hhjax.presets.connor_stevens())
