@@ -105,12 +105,13 @@ class _Static(NamedTuple):
 
 def _run_single(
     model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
-    threshold: Array, tables: Any, cfg: _Static,
+    threshold: Array, tables: Any, cfg: _Static, population_first: bool = False,
 ) -> tuple[dict[str, Any], State, Array]:
     """Simulate one neuron, or a vector of neurons: (records incl. t = 0, final, max |V|).
 
     ``stim`` is time-major: ``(n_steps,)``, or ``(n_steps, N)`` with every state leaf
-    ``(N,)`` (then ``state0`` is required and records are ``(n_rec, N)``). With
+    ``(N,)`` (then ``state0`` is required and records are ``(n_rec, N)``, or
+    ``(N, n_rec)`` with ``population_first``: see :func:`_record_population_first`). With
     ``cfg.factored``, ``stim`` is ``(n_steps, P)`` time profiles shared by all neurons
     and each step's current is ``weights @ stim[k]`` (``weights`` ``(P,)`` or ``(N, P)``).
 
@@ -201,16 +202,66 @@ def _run_single(
         if n_groups * group < units:
             carry, rest = jax.checkpoint(scan_units)(carry, head[n_groups * group:])
             recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), recs, rest)
+    elif population_first:
+        carry, recs = _record_population_first(
+            scan_units, carry, head, _observe(model, state0, cfg.record)
+        )
     else:
         carry, recs = scan_units(carry, head)
     if units * every < n:  # remainder steps after the last recorded sample
         carry = run_unit(carry, stim[units * every:])
-    first = _observe(model, state0, cfg.record)
-    recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, recs)
+    if not population_first or cfg.checkpoint:
+        first = _observe(model, state0, cfg.record)
+        recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, recs)
+        if population_first:
+            recs = jax.tree_util.tree_map(jnp.transpose, recs)
     if spikes:
         count, _, times = carry[3]
         recs["spike_times"], recs["spike_counts"] = times, count
     return recs, carry[0], carry[1]
+
+
+_RECORD_BLOCK = 50  # recording units per block written population-first (measured best)
+
+
+def _record_population_first(
+    scan_units: Any, carry: tuple[Any, ...], head: Array, first: dict[str, Any],
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Run ``scan_units`` over ``head`` and return the records as ``(N, 1 + units)``.
+
+    The scan's own output is time-major, ``(units, N)``, which would then need a
+    concatenation with the first sample and a transpose: two more passes over the
+    largest array of the run. Instead, blocks of :data:`_RECORD_BLOCK` units are
+    recorded time-major (a small array that stays in cache), transposed and written
+    in place into one ``(N, 1 + units)`` buffer per field that holds the first sample
+    in column 0. At N = 1e5 this doubled the throughput with V recorded every step.
+    """
+    units = head.shape[0]
+    bufs = jax.tree_util.tree_map(
+        lambda x: jnp.zeros((x.shape[0], 1 + units), x.dtype).at[:, 0].set(x), first
+    )
+    if units == 0:
+        return carry, bufs
+    size = min(_RECORD_BLOCK, units)
+    n_blocks, rest = divmod(units, size)
+
+    def write(bufs: Any, recs: Any, col: Any) -> Any:
+        return jax.tree_util.tree_map(
+            lambda b, r: jax.lax.dynamic_update_slice(b, r.T, (0, col)), bufs, recs
+        )
+
+    def block(state: tuple[Any, Any], x: tuple[Array, Array]) -> tuple[Any, None]:
+        carry, bufs = state
+        j, i_units = x
+        carry, recs = scan_units(carry, i_units)
+        return (carry, write(bufs, recs, 1 + j * size)), None
+
+    blocks = head[: n_blocks * size].reshape(n_blocks, size, *head.shape[1:])
+    (carry, bufs), _ = jax.lax.scan(block, (carry, bufs), (jnp.arange(n_blocks), blocks))
+    if rest:
+        carry, recs = scan_units(carry, head[n_blocks * size:])
+        bufs = write(bufs, recs, 1 + n_blocks * size)
+    return carry, bufs
 
 
 def _batched(state0: State | None) -> bool:
@@ -259,8 +310,8 @@ def _run_population(
 
     Same arithmetic as ``vmap(_run_single)`` (results are bitwise equal), but every
     state leaf is an ``(N,)`` vector stepped by :func:`_run_single` directly, with the
-    stimulus transposed once to time-major ``(n_steps, N)`` and the records once back
-    to ``(N, n_rec)``. XLA then runs one time loop over contiguous vectors; the loop
+    stimulus transposed once to time-major ``(n_steps, N)`` and the records written
+    population-first ``(N, n_rec)`` block by block. XLA then runs one time loop over contiguous vectors; the loop
     it builds for the ``vmap`` (which also transposes both) splits the step into more
     kernels and measured 1.5x slower. (Cutting the population into cache-sized tiles,
     each running the whole time loop, measured no faster.) Forward only: traced
@@ -281,8 +332,10 @@ def _run_population(
         weights = jnp.broadcast_to(weights, (n, weights.shape[-1]))
     elif stim.ndim == 2:
         stim = stim.T
-    recs, final, v_max = _run_single(model, stim, weights, state0, dt, threshold, tables, cfg)
-    out = {k: jax.tree_util.tree_map(jnp.transpose, recs[k]) for k in cfg.record}
+    recs, final, v_max = _run_single(
+        model, stim, weights, state0, dt, threshold, tables, cfg, population_first=True
+    )
+    out = {k: recs[k] for k in cfg.record}
     for k in ("spike_times", "spike_counts"):
         if k in recs:
             out[k] = recs[k]

@@ -85,12 +85,17 @@ def test_population_model_chunked_and_state0(dtype):
 def test_population_kernel_matches_traced_vmap_path():
     # concrete calls take the time-major population kernel; traced ones (user jit,
     # grad) the vmap of the single-neuron scan: same arithmetic, same numbers
-    model, stim = _population(4, 400)
-    fast = hhjax.simulate(model, stim, dt=DT, shard=False).v
-    traced = jax.jit(lambda s: hhjax.simulate(model, s, dt=DT).v)(stim)
-    np.testing.assert_allclose(np.asarray(fast), np.asarray(traced), rtol=0, atol=1e-4)
+    # (437 steps: the population kernel writes its records in blocks of 50 samples,
+    # so this covers whole blocks and a partial last one, for every dense record)
+    model, stim = _population(4, 437)
+    rec = ("v", "gates", "currents")
+    fast = hhjax.simulate(model, stim, dt=DT, shard=False, record=rec)
+    traced = jax.jit(lambda s: hhjax.simulate(model, s, dt=DT, record=rec))(stim)
+    assert fast.v.shape == (4, 438)
+    _assert_same(fast, traced)
+    np.testing.assert_allclose(np.asarray(fast.v), np.asarray(traced.v), rtol=0, atol=1e-4)
     single = hhjax.simulate(model, stim[2], dt=DT).v
-    np.testing.assert_allclose(np.asarray(fast[2]), np.asarray(single), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(fast.v[2]), np.asarray(single), rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("every", [1, 7, 10])
