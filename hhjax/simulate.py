@@ -391,23 +391,36 @@ def _entry(
     packed: Array, arrays: tuple[Array, ...], stim: Array, weights: Array | None, *,
     layout: Any, cfg: _Static, mode: str,
 ) -> tuple[dict[str, Any], State, Array]:
-    model, state0, dt, threshold = _unpack(packed, arrays, layout)
+    model, (state0, dt, threshold) = _unpack(packed, arrays, layout)
     return _MODES[mode](model, stim, weights, state0, dt, threshold, cfg)
 
 
-def _pack(tree: Any, dtype: Any) -> tuple[np.ndarray, tuple[Array, ...], Any]:
-    """Every scalar leaf in one host array (one transfer instead of one per leaf)."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
+def _pack(model: Model, rest: Any, dtype: Any) -> tuple[np.ndarray, tuple[Array, ...], Any]:
+    """Every scalar leaf of ``(model, rest)`` in one host array (one transfer, not one per
+    leaf); the model's part is reused while the same model object comes back."""
+    key = ("packed", np.dtype(dtype))
+    cache = _LAST_MODEL[2] if _LAST_MODEL[0] is model else {}
+    if key not in cache:
+        m_leaves, m_def = cache.get("flat") or jax.tree_util.tree_flatten(model)
+        cache[key] = (*_split_scalars(m_leaves, dtype), m_def, len(m_leaves))
+    m_packed, m_arrays, m_scalar, m_def, n_model = cache[key]
+    r_leaves, r_def = jax.tree_util.tree_flatten(rest)
+    r_packed, r_arrays, r_scalar = _split_scalars(r_leaves, dtype)
+    packed = np.concatenate([m_packed, r_packed])
+    scalar = m_scalar + tuple(n_model + i for i in r_scalar)
+    return packed, m_arrays + r_arrays, (m_def, r_def, n_model, scalar, n_model + len(r_leaves))
+
+
+def _split_scalars(leaves: list[Any], dtype: Any) -> tuple[np.ndarray, tuple[Array, ...], tuple]:
     scalar = tuple(i for i, x in enumerate(leaves) if np.ndim(x) == 0)
     packed = np.array([leaves[i] for i in scalar], dtype=dtype)
-    arrays = tuple(
-        jnp.asarray(x, dtype) for i, x in enumerate(leaves) if i not in set(scalar)
-    )
-    return packed, arrays, (treedef, scalar, len(leaves))
+    is_scalar = set(scalar)
+    arrays = tuple(jnp.asarray(x, dtype) for i, x in enumerate(leaves) if i not in is_scalar)
+    return packed, arrays, scalar
 
 
-def _unpack(packed: Array, arrays: tuple[Array, ...], layout: Any) -> Any:
-    treedef, scalar, n = layout
+def _unpack(packed: Array, arrays: tuple[Array, ...], layout: Any) -> tuple[Model, Any]:
+    m_def, r_def, n_model, scalar, n = layout
     leaves: list[Any] = [None] * n
     for j, i in enumerate(scalar):
         leaves[i] = packed[j]
@@ -415,14 +428,15 @@ def _unpack(packed: Array, arrays: tuple[Array, ...], layout: Any) -> Any:
     for i in range(n):
         if leaves[i] is None:
             leaves[i] = next(rest)
-    return jax.tree_util.tree_unflatten(treedef, leaves)
+    model = jax.tree_util.tree_unflatten(m_def, leaves[:n_model])
+    return model, jax.tree_util.tree_unflatten(r_def, leaves[n_model:])
 
 
 def _call(
     mode: str, model: Model, stim: Array, weights: Array | None, state0: State | None,
     dt: Any, threshold: Any, cfg: _Static,
 ) -> tuple[dict[str, Any], State, Array]:
-    packed, arrays, layout = _pack((model, state0, dt, threshold), stim.dtype)
+    packed, arrays, layout = _pack(model, (state0, dt, threshold), stim.dtype)
     return _entry(packed, arrays, stim, weights, layout=layout, cfg=cfg, mode=mode)
 
 
@@ -433,10 +447,14 @@ def _as_stimulus(stimulus: Any, dt: float, t_max: float | None) -> tuple[Array, 
         if t_max is None:
             raise ValueError("t_max (ms) is required when stimulus is a Stimulus object")
         factors = stimulus.factors(dt, t_max) if is_concrete(dt) else None
-        if factors is not None and factors[0].ndim == 2:
-            weights, profiles = factors
+        if factors is None:
+            return _check_ndim(stimulus.sample(dt, t_max)), None
+        weights, profiles = factors
+        if weights.ndim == 2:
             return profiles.T, weights
-        return _check_ndim(stimulus.sample(dt, t_max)), None
+        if is_concrete(weights):  # one neuron: its current on the host (no device round trip)
+            return np.asarray(weights) @ np.asarray(profiles), None
+        return _check_ndim(weights @ profiles), None
     return _as_array_stimulus(stimulus, dt, t_max), None
 
 
@@ -454,7 +472,11 @@ def _as_array_stimulus(stimulus: Any, dt: float, t_max: float | None) -> Array:
             f"stimulus must be an array of currents (uA/cm2) or a hhjax.stimulus object; "
             f"got {type(stimulus).__name__}"
         )
-    stim = jnp.asarray(stimulus)
+    if isinstance(stimulus, jax.Array):
+        stim = stimulus
+    else:  # host data stays on the host until the compiled call takes it (one transfer)
+        stim = np.asarray(stimulus)
+        stim = stim.astype(jax.dtypes.canonicalize_dtype(stim.dtype), copy=False)
     if not jnp.issubdtype(stim.dtype, jnp.floating):
         stim = stim.astype(jnp.result_type(float))
     if stim.ndim == 0:
@@ -495,7 +517,7 @@ def _check_stimulus_finite(stim: Array) -> None:
     # stimulus would cost a second copy of it); the message comes from check_finite.
     if not is_concrete(stim):
         return
-    if stim.size > 4096:
+    if stim.size > 4096 and not isinstance(stim, np.ndarray):
         with jax.ensure_compile_time_eval():  # also when simulate runs inside a user's jit
             if bool(_all_finite(stim)):
                 return
@@ -703,7 +725,9 @@ def simulate(
         max_spikes=int(max_spikes) if spikes else 0, rates=rates, factored=weights is not None,
     )
     n_pop = n_model or n_stim or next(iter(n_state), None)
-    if is_concrete((model, stim, weights, state0, dt, threshold)):
+    if (_LAST_MODEL[0] is model or is_concrete(model)) and is_concrete(
+        (stim, weights, state0, dt, threshold)
+    ):
         if n_pop is not None:
             recs, final, v_max = _population_run(
                 model, stim, weights, state0, dt, threshold, cfg, int(n_pop), shard,
@@ -741,22 +765,23 @@ def _time_grid(n_rec: int, step: float, dtype: Any) -> Array:
     return jnp.asarray(np.arange(n_rec) * step, dtype)
 
 
-_LAST_VALID: list[Any] = [None, None]  # the last model that passed validation, its N
+_LAST_MODEL: list[Any] = [None, None, {}]  # the last validated model, its N, a cache
 
 
 def _validated(model: Model) -> int | None:
     """Validate ``model`` (see :func:`hhjax.params.validate_model`); its population size.
 
-    The result for the last model is reused when the very same object comes back and
-    none of its leaves is a (mutable) NumPy array, which keeps repeated calls cheap.
+    The result for the last model (and its flattened, packed leaves, see :func:`_pack`)
+    is reused when the very same object comes back and none of its leaves is a
+    (mutable) NumPy array, which keeps repeated calls cheap.
     """
-    if _LAST_VALID[0] is model:
-        return _LAST_VALID[1]
+    if _LAST_MODEL[0] is model:
+        return _LAST_MODEL[1]
     validate_model(model)
     _, n_model = population_axes(model)
-    leaves = jax.tree_util.tree_leaves(model)
-    if is_concrete(leaves) and not any(isinstance(x, np.ndarray) for x in leaves):
-        _LAST_VALID[0], _LAST_VALID[1] = model, n_model
+    flat = jax.tree_util.tree_flatten(model)
+    if not any(isinstance(x, (np.ndarray, jax.core.Tracer)) for x in flat[0]):
+        _LAST_MODEL[:] = [model, n_model, {"flat": flat}]
     return n_model
 
 

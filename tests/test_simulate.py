@@ -255,3 +255,22 @@ def test_factored_population_stimulus_equals_its_samples():
         )
         with pytest.raises(ValueError, match=r"stimulus population \(12 rows\) does not match the model population \(3"):
             hhjax.simulate(hhjax.set_params(m, {"na.g": jnp.ones(3) * 120}), obj, dt=0.025, t_max=30.0)
+
+
+def test_repeated_calls_reuse_nothing_stale():
+    # simulate keeps the last model's flattened, packed parameters: a different model
+    # object, or a NumPy leaf changed in place, must still be simulated as it is now
+    stim = np.asarray((np.arange(400) * 0.025 >= 1.0) * 10.0, np.float32)
+    squid = hhjax.presets.squid()
+    v_squid = np.asarray(hhjax.simulate(squid, stim, dt=0.025).v)
+    np.testing.assert_array_equal(np.asarray(hhjax.simulate(squid, stim, dt=0.025).v), v_squid)
+    cortical = hhjax.presets.cortical_pyramidal()
+    v_cortical = np.asarray(hhjax.simulate(cortical, stim, dt=0.025).v)
+    assert v_cortical[0] == pytest.approx(-63.054, abs=1e-3)  # its own rest, not squid's
+    g = np.array([120.0, 120.0])
+    pop = hhjax.set_params(squid, {"na.g": g})
+    before = np.asarray(hhjax.simulate(pop, stim, dt=0.025).v)
+    g[1] = 60.0  # the user's array, changed in place between calls
+    after = np.asarray(hhjax.simulate(pop, stim, dt=0.025).v)
+    np.testing.assert_array_equal(after[0], before[0])
+    assert np.abs(after[1] - before[1]).max() > 1.0
