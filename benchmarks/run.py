@@ -174,15 +174,18 @@ def bench_hhjax(
     }
 
 
-def bench_gradient(n_steps: int, checkpoint: bool, repeats: int) -> dict[str, Any]:
-    """``jax.grad`` of a voltage MSE w.r.t. g_Na against the forward loss (one neuron)."""
+def bench_gradient(n_steps: int, checkpoint: bool, repeats: int, n: int = 1) -> dict[str, Any]:
+    """``jax.grad`` of a voltage MSE w.r.t. g_Na against the forward loss (``n`` neurons,
+    steps of linspace(9.5, 10.5, n) uA/cm2)."""
     import jax
     import jax.numpy as jnp
 
     import hhjax
 
     model = hhjax.presets.neuron_hh()
-    stim = jnp.asarray((np.arange(n_steps) * DT >= STEP_START) * 10.0, jnp.float32)
+    amps = np.linspace(9.5, 10.5, n) if n > 1 else np.array([10.0])
+    stim = (np.arange(n_steps) * DT >= STEP_START) * amps[:, None]
+    stim = jnp.asarray(stim if n > 1 else stim[0], jnp.float32)
     target = hhjax.simulate(model, stim, dt=DT).v
 
     def loss(g_na: jax.Array) -> jax.Array:
@@ -190,7 +193,7 @@ def bench_gradient(n_steps: int, checkpoint: bool, repeats: int) -> dict[str, An
         v = hhjax.simulate(m, stim, dt=DT, checkpoint=checkpoint).v
         return jnp.mean((v - target) ** 2)
 
-    out: dict[str, Any] = {"n_steps": n_steps, "checkpoint": checkpoint}
+    out: dict[str, Any] = {"n": n, "n_steps": n_steps, "checkpoint": checkpoint}
     for name, fn in (("forward", jax.jit(loss)), ("grad", jax.jit(jax.grad(loss)))):
         x = jnp.float32(110.0)
         t0 = time.perf_counter()
@@ -323,14 +326,13 @@ def markdown(result: dict[str, Any]) -> str:
         out += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     grads = result.get("gradients", [])
     if grads:
-        out += ["", "## Gradient cost (`jax.grad` of a V loss w.r.t. g_Na, one neuron, "
-                "float32)", "",
-                "| steps | checkpoint | forward s | grad s | grad / forward | forward temp MB "
-                "| grad temp MB | grad compile s |",
-                "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        out += ["", "## Gradient cost (`jax.grad` of a V loss w.r.t. g_Na, float32)", "",
+                "| N | steps | checkpoint | forward s | grad s | grad / forward | "
+                "forward temp MB | grad temp MB | grad compile s |",
+                "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for g in grads:
             out.append(
-                f"| {g['n_steps']:.0e} | {g['checkpoint']} | {g['forward_s']:.4g} | "
+                f"| {g.get('n', 1)} | {g['n_steps']:.0e} | {g['checkpoint']} | {g['forward_s']:.4g} | "
                 f"{g['grad_s']:.4g} | {g['ratio']:.2f} | {_fmt(g['forward_temp_mb'], '.2f')} | "
                 f"{_fmt(g['grad_temp_mb'], '.2f')} | {g['grad_compile_s']:.2f} |"
             )
@@ -396,6 +398,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peer-timeout", type=float, default=600.0, help="s per peer run")
     p.add_argument("--no-grad", action="store_true", help="skip the gradient benchmark")
     p.add_argument("--grad-steps", default="1e3,1e4,1e5")
+    p.add_argument("--grad-n", default="1,1000", help="population sizes for the gradient")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--max-run-s", type=float, default=40.0,
                    help="skip a configuration predicted to run longer than this (s)")
@@ -406,6 +409,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.dtypes, args.methods, args.records = "float32", "exp_euler", "v,spikes"
         args.peers = "numpy_euler" if args.peers == ",".join(PEERS) else args.peers
         args.peer_max_n, args.grad_steps, args.repeats = 1e4, "1e3,1e4", 3
+        args.grad_n = "1,100"
     args.n = [int(float(x)) for x in (args.n or "1,100,1e4,1e5,1e6").split(",")]
     return args
 
@@ -415,9 +419,9 @@ def _fits(n: int, dtype: str, record: str) -> str | None:
     from hhjax.population import available_memory
 
     item = 4 if dtype == "float32" else 8
-    need = n * N_STEPS * item * (2 if record == "v" else 0.2 if record == "v10" else 0)
+    need = n * N_STEPS * item * (1 if record == "v" else 0.1 if record == "v10" else 0)
     if need > 0.6 * available_memory():
-        return f"needs ~{need / 2**30:.0f} GB (the record (N, n_rec) and its transpose)"
+        return f"needs ~{need / 2**30:.0f} GB for the record (N, n_rec) alone"
     return None
 
 
@@ -495,10 +499,14 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     _log(f"   skipped: {r['skipped']}")
     if not args.no_grad:
-        for steps in [int(float(x)) for x in args.grad_steps.split(",")]:
+        grad_configs = [
+            (n, steps) for n in [int(float(x)) for x in args.grad_n.split(",")]
+            for steps in [int(float(x)) for x in args.grad_steps.split(",")]
+        ]
+        for n, steps in grad_configs:
             for ckpt in (False, True):
-                _log(f"gradient: {steps} steps, checkpoint={ckpt}")
-                g = bench_gradient(steps, ckpt, args.repeats)
+                _log(f"gradient: N={n}, {steps} steps, checkpoint={ckpt}")
+                g = bench_gradient(steps, ckpt, args.repeats, n)
                 result["gradients"].append(g)
                 _log(f"   grad/forward {g['ratio']:.2f}, temp {g['grad_temp_mb']} MB")
     _save(result, stem)
