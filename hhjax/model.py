@@ -145,7 +145,8 @@ def membrane_linear(model: Model, state: State, i_ext: ArrayLike) -> tuple[Array
     g = _conductances(model, state)
     g_total = sum(g.values())
     g_e = sum(g[name] * ch.e_rev for name, ch in model.channels.items())
-    return (g_e + i_ext) / model.c_m, g_total / model.c_m
+    inv_c = 1.0 / model.c_m  # one division per call, not one per neuron
+    return (g_e + i_ext) * inv_c, g_total * inv_c
 
 
 def derivatives(model: Model, state: State, i_ext: ArrayLike) -> State:

@@ -139,7 +139,7 @@ class Exponential:
     scale: ArrayLike
 
     def __call__(self, v: ArrayLike) -> Array:
-        return self.rate * jnp.exp((v - self.midpoint) / self.scale)
+        return self.rate * jnp.exp((v - self.midpoint) * (1.0 / self.scale))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +157,7 @@ class Sigmoid:
     scale: ArrayLike
 
     def __call__(self, v: ArrayLike) -> Array:
-        return self.rate * jax.nn.sigmoid((v - self.midpoint) / self.scale)
+        return self.rate * jax.nn.sigmoid((v - self.midpoint) * (1.0 / self.scale))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +178,7 @@ class ExpLinear:
     scale: ArrayLike
 
     def __call__(self, v: ArrayLike) -> Array:
-        x = (v - self.midpoint) / self.scale
+        x = (v - self.midpoint) * (1.0 / self.scale)
         return self.rate / exprel(-x)
 
 
