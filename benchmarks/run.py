@@ -128,9 +128,13 @@ def _environment() -> dict[str, Any]:
     }
 
 
-def _median_runs(fn: Any, repeats: int) -> tuple[float, list[float]]:
-    times = []
-    for _ in range(repeats):
+def _median_runs(
+    fn: Any, repeats: int, min_total_s: float = 0.25, max_runs: int = 300
+) -> tuple[float, list[float]]:
+    """Median of at least ``repeats`` calls, and of more (up to ``max_runs``) until they
+    add up to ``min_total_s``: a sub-millisecond call needs hundreds to be stable."""
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < min_total_s and len(times) < max_runs):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
