@@ -191,7 +191,7 @@ def _run_single(
     def scan_units(carry: tuple[Any, ...], i_units: Array) -> tuple[tuple[Any, ...], Any]:
         return jax.lax.scan(block, carry, i_units)
 
-    if cfg.checkpoint and units > 1:
+    if cfg.checkpoint and units > 1 and not population_first:
         # sqrt(T) memory for gradients: save the carry only at group boundaries and
         # recompute each group of ~sqrt(units) units in the backward pass.
         group = max(1, int(round(units**0.5)))
@@ -210,11 +210,9 @@ def _run_single(
         carry, recs = scan_units(carry, head)
     if units * every < n:  # remainder steps after the last recorded sample
         carry = run_unit(carry, stim[units * every:])
-    if not population_first or cfg.checkpoint:
+    if not population_first:
         first = _observe(model, state0, cfg.record)
         recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, recs)
-        if population_first:
-            recs = jax.tree_util.tree_map(jnp.transpose, recs)
     if spikes:
         count, _, times = carry[3]
         recs["spike_times"], recs["spike_counts"] = times, count
@@ -311,8 +309,9 @@ def _run_population(
     Same arithmetic as ``vmap(_run_single)`` (results are bitwise equal), but every
     state leaf is an ``(N,)`` vector stepped by :func:`_run_single` directly, with the
     stimulus transposed once to time-major ``(n_steps, N)`` and the records written
-    population-first ``(N, n_rec)`` block by block. XLA then runs one time loop over contiguous vectors; the loop
-    it builds for the ``vmap`` (which also transposes both) splits the step into more
+    population-first ``(N, n_rec)`` block by block (``checkpoint`` has no effect here:
+    nothing is differentiated). XLA then runs one time loop over contiguous vectors;
+    the loop it builds for the ``vmap`` (which also transposes both) splits the step into more
     kernels and measured 1.5x slower. (Cutting the population into cache-sized tiles,
     each running the whole time loop, measured no faster.) Forward only: traced
     calls (``jax.grad``, user ``jit``/``vmap``) use :func:`_run`.
