@@ -76,8 +76,7 @@ def relax(x: ArrayLike, a: ArrayLike, s: ArrayLike, dt: ArrayLike) -> Array:
     z = s * dt
     small = z < float(np.sqrt(np.finfo(jnp.result_type(z)).eps))
     safe_s = jnp.where(small, 1.0, s)
-    x_inf = a / safe_s
-    exact = x_inf + (x - x_inf) * jnp.exp(-jnp.where(small, 0.0, z))
+    exact = x + (a / safe_s - x) * (1.0 - jnp.exp(-jnp.where(small, 0.0, z)))
     return jnp.where(small, x + (a - s * x) * dt, exact)
 
 
@@ -89,7 +88,7 @@ def _relax_gate(x: ArrayLike, a: ArrayLike, s: ArrayLike, dt: ArrayLike) -> Arra
     below ``eps`` because ``|x_inf| <= 1``.
     """
     x_inf = a / jnp.maximum(s, np.finfo(jnp.result_type(s)).tiny)
-    return x_inf + (x - x_inf) * jnp.exp(-s * dt)
+    return x + (x_inf - x) * (1.0 - jnp.exp(-s * dt))
 
 
 def exp_euler(model: Model, state: State, i_ext: ArrayLike, dt: ArrayLike) -> State:

@@ -102,14 +102,17 @@ def temperature_factor(model: Model) -> Array:
     return q10_factor(model.temperature, model.q10, model.t_ref)
 
 
+def gate_names(model: Model) -> tuple[str, ...]:
+    """Every gate's name, ``"channel.gate"``, in the model's order."""
+    return tuple(f"{c}.{g}" for c, ch in model.channels.items() for g in ch.gates)
+
+
 def gate_linear(model: Model, v: ArrayLike) -> dict[str, tuple[Array, Array]]:
-    """``(a, s)`` of every gate's ``dx/dt = a - s x`` at potential ``v`` (mV), 1/ms."""
+    """``(a, s)`` of every gate's ``dx/dt = a - s x`` at potential ``v`` (mV), 1/ms,
+    in :func:`gate_names` order."""
     phi = temperature_factor(model)
-    return {
-        f"{c}.{g}": gate.linear(v, phi)
-        for c, ch in model.channels.items()
-        for g, gate in ch.gates.items()
-    }
+    gates = (gate for ch in model.channels.values() for gate in ch.gates.values())
+    return {name: gate.linear(v, phi) for name, gate in zip(gate_names(model), gates, strict=True)}
 
 
 def _channel_gates(state: State, channel_name: str) -> dict[str, Array]:

@@ -445,15 +445,17 @@ def _as_stimulus(stimulus: Any, dt: float, t_max: float | None) -> tuple[Array, 
     if isinstance(stimulus, Stimulus):
         if t_max is None:
             raise ValueError("t_max (ms) is required when stimulus is a Stimulus object")
-        factors = stimulus.factors(dt, t_max) if is_concrete(dt) else None
+        # profiles stay on the host: the jit call transfers them once, with the rest
+        factors = stimulus._host_factors(dt, t_max) if is_concrete(dt) else None
         if factors is None:
             return _check_ndim(stimulus.sample(dt, t_max)), None
         weights, profiles = factors
+        dtype = weights.dtype
         if weights.ndim == 2:
-            return profiles.T, weights
-        if is_concrete(weights):  # one neuron: its current on the host (no device round trip)
-            return np.asarray(weights) @ np.asarray(profiles), None
-        return _check_ndim(weights @ profiles), None
+            return profiles.T.astype(dtype), weights
+        if is_concrete(weights):  # one neuron: its current computed on the host
+            return (np.asarray(weights) @ profiles).astype(dtype), None
+        return _check_ndim(weights @ jnp.asarray(profiles, dtype)), None
     return _as_array_stimulus(stimulus, dt, t_max), None
 
 

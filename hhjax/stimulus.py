@@ -103,12 +103,18 @@ class Stimulus:
             dt: step, ms.
             t_max: duration, ms.
         """
-        out = self._factors(float(dt), n_steps(dt, t_max))
+        out = self._host_factors(dt, t_max)
         if out is None:
             return None
         weights, profiles = out
-        check_finite("stimulus weights", weights)
         return weights, jnp.asarray(profiles, weights.dtype)
+
+    def _host_factors(self, dt: float, t_max: float) -> tuple[Array, np.ndarray] | None:
+        """:meth:`factors` with ``profiles`` left a float64 NumPy array (no transfer)."""
+        out = self._factors(float(dt), n_steps(dt, t_max))
+        if out is not None:
+            check_finite("stimulus weights", out[0])
+        return out
 
     def sample(self, dt: float, t_max: float) -> Array:
         """The waveform on the grid: ``(..., n_steps)`` uA/cm2, value k over [k dt, (k+1) dt).

@@ -1,8 +1,8 @@
 """Tabulated gate kinetics: the opt-in ``rates="table"`` mode of :func:`hhjax.simulate`.
 
 For exponential Euler every gate update needs only two functions of V at fixed ``dt``:
-the steady state ``x_inf(V) = a / s`` and the one-step decay ``exp(-s(V) dt)``, since
-``x_new = x_inf + (x - x_inf) * decay``. This mode evaluates both on a uniform V grid
+the steady state ``x_inf(V) = a / s`` and the one-step gain ``1 - exp(-s(V) dt)``, since
+``x_new = x + (x_inf - x) * gain``. This mode evaluates both on a uniform V grid
 once per call (inside ``jit``, from the model's parameters, so gradients still flow to
 every rate parameter) and interpolates linearly during the run, as NEURON does with
 its ``TABLE`` statements. Outside the grid the end values are held (NEURON does the
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .integrators import relax
-from .model import Model, State, gate_linear, membrane_linear
+from .model import Model, State, gate_linear, gate_names, membrane_linear
 from .rates import ArrayLike
 
 Array = jax.Array
@@ -37,15 +37,16 @@ V_STEP = 0.05  # mV between table entries
 
 
 class GateTables(NamedTuple):
-    """``x_inf`` and ``exp(-s dt)`` of every gate on the grid ``V_RANGE`` by ``V_STEP``.
+    """Every gate's ``x_inf`` and ``1 - exp(-s dt)`` on the grid ``V_RANGE`` by ``V_STEP``.
 
     Attributes:
-        x_inf: gate name -> steady state on the grid, ``(n_grid,)``.
-        decay: gate name -> one-step decay factor on the grid, ``(n_grid,)``.
+        rows: ``(n_grid - 1, 2, 2 G)`` for the G gates in :func:`hhjax.model.gate_linear`
+            order: per grid interval, the values at its left end (``[:, 0]``: G ``x_inf``
+            then G gains) and their increments to the right end (``[:, 1]``), so one
+            gather per step fetches everything a step needs.
     """
 
-    x_inf: dict[str, Array]
-    decay: dict[str, Array]
+    rows: Array
 
 
 def _grid_size() -> int:
@@ -73,7 +74,7 @@ def check_tabulable(model: Model) -> None:
 
 
 def build_tables(model: Model, dt: ArrayLike, dtype: jnp.dtype) -> GateTables:
-    """Tabulate every gate's ``x_inf`` and ``exp(-s dt)`` for steps of ``dt`` ms.
+    """Tabulate every gate's ``x_inf`` and ``1 - exp(-s dt)`` for steps of ``dt`` ms.
 
     Args:
         model: a model whose gate kinetics are scalars (see :func:`check_tabulable`).
@@ -84,19 +85,20 @@ def build_tables(model: Model, dt: ArrayLike, dtype: jnp.dtype) -> GateTables:
         The :class:`GateTables` (differentiable in the model's parameters and ``dt``).
     """
     grid = jnp.linspace(V_RANGE[0], V_RANGE[1], _grid_size(), dtype=dtype)
-    x_inf, decay = {}, {}
-    for name, (a, s) in gate_linear(model, grid).items():
-        x_inf[name] = a / s
-        decay[name] = jnp.exp(-s * dt)
-    return GateTables(x_inf, decay)
+    lin = gate_linear(model, grid).values()
+    x_inf = [a / s for a, s in lin]
+    gain = [-jnp.expm1(-s * dt) for _, s in lin]
+    values = jnp.stack(x_inf + gain, axis=-1)  # (n_grid, 2 G)
+    return GateTables(jnp.stack([values[:-1], values[1:] - values[:-1]], axis=1))
 
 
-def _interp(v: Array, table: dict[str, Array]) -> dict[str, Array]:
-    n = next(iter(table.values())).shape[0]
+def _interp(v: Array, rows: Array) -> Array:
+    """Linear interpolation of every tabulated column at ``v`` (mV): ``(..., 2 G)``."""
     x = (jnp.clip(v, V_RANGE[0], V_RANGE[1]) - V_RANGE[0]) * (1.0 / V_STEP)
-    i = jnp.minimum(x.astype(jnp.int32), n - 2)
+    i = jnp.minimum(x.astype(jnp.int32), rows.shape[0] - 1)
     f = x - i.astype(x.dtype)
-    return {k: t[i] + (t[i + 1] - t[i]) * f for k, t in table.items()}
+    row = rows.at[i].get(mode="promise_in_bounds")  # 0 <= i < n_grid - 1 by construction
+    return row[..., 0, :] + row[..., 1, :] * f[..., None]
 
 
 def exp_euler_table(
@@ -107,7 +109,12 @@ def exp_euler_table(
     Same splitting as :func:`hhjax.integrators.exp_euler` (gates at the old V, then V
     exactly with the new conductances); ``tables`` must be built for the same ``dt``.
     """
-    x_inf, decay = _interp(state.v, tables.x_inf), _interp(state.v, tables.decay)
-    gates = {k: x_inf[k] + (x - x_inf[k]) * decay[k] for k, x in state.gates.items()}
+    col = _interp(state.v, tables.rows)
+    g = col.shape[-1] // 2
+    # x + (x_inf - x) * gain uses each interpolated value once: one fused loop per gate
+    gates = {
+        k: state.gates[k] + (col[..., j] - state.gates[k]) * col[..., g + j]
+        for j, k in enumerate(gate_names(model))
+    }
     a_v, b_v = membrane_linear(model, State(state.v, gates), i_ext)
     return State(v=relax(state.v, a_v, b_v, dt), gates=gates)
