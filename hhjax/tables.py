@@ -40,13 +40,27 @@ class GateTables(NamedTuple):
     """Every gate's ``x_inf`` and ``1 - exp(-s dt)`` on the grid ``V_RANGE`` by ``V_STEP``.
 
     Attributes:
-        rows: ``(n_grid - 1, 2, 2 G)`` for the G gates in :func:`hhjax.model.gate_linear`
-            order: per grid interval, the values at its left end (``[:, 0]``: G ``x_inf``
-            then G gains) and their increments to the right end (``[:, 1]``), so one
-            gather per step fetches everything a step needs.
+        x_inf, gain: gate name -> ``(values, increments)``: the values at the left end
+            of each grid interval and their increments to its right end, each
+            ``(n_grid - 1,)``.
+        rows: the same numbers packed per interval, ``(n_grid - 1, 2, 2 G)``: values
+            (``[:, 0]``) and increments (``[:, 1]``) of the G ``x_inf`` then the G
+            gains, in :func:`hhjax.model.gate_names` order.
     """
 
+    x_inf: dict[str, tuple[Array, Array]]
+    gain: dict[str, tuple[Array, Array]]
     rows: Array
+
+
+# Populations from this size gather from each table inside the gate's own loop; smaller
+# ones fetch one packed row per neuron in a loop of its own. Same arithmetic, so the
+# same numbers; the choice is only speed. XLA's CPU cost model splits a loop that
+# mostly moves memory over threads once it touches ~256 KB, and the fused gate loops
+# reach that from ~2e4 neurons: below, the packed row keeps the gate loops on both
+# cores (measured here, float32, 1e4 neurons, V every 10th step: 2.1e8 neuron-steps/s
+# packed vs 1.5e8 fused; 1e5 neurons: 2.2-2.5e8 packed vs 3.0-3.4e8 fused).
+_FUSED_GATHERS_FROM = 32768
 
 
 def _grid_size() -> int:
@@ -85,20 +99,41 @@ def build_tables(model: Model, dt: ArrayLike, dtype: jnp.dtype) -> GateTables:
         The :class:`GateTables` (differentiable in the model's parameters and ``dt``).
     """
     grid = jnp.linspace(V_RANGE[0], V_RANGE[1], _grid_size(), dtype=dtype)
-    lin = gate_linear(model, grid).values()
-    x_inf = [a / s for a, s in lin]
-    gain = [-jnp.expm1(-s * dt) for _, s in lin]
-    values = jnp.stack(x_inf + gain, axis=-1)  # (n_grid, 2 G)
-    return GateTables(jnp.stack([values[:-1], values[1:] - values[:-1]], axis=1))
+    lin = gate_linear(model, grid)
+    x_inf = {k: a / s for k, (a, s) in lin.items()}
+    gain = {k: -jnp.expm1(-s * dt) for k, (_, s) in lin.items()}
+    names = gate_names(model)
+    values = jnp.stack([x_inf[k] for k in names] + [gain[k] for k in names], axis=-1)
+
+    def intervals(y: Array) -> tuple[Array, Array]:
+        return y[:-1], y[1:] - y[:-1]
+
+    return GateTables(
+        {k: intervals(y) for k, y in x_inf.items()},
+        {k: intervals(y) for k, y in gain.items()},
+        jnp.stack(intervals(values), axis=1),
+    )
 
 
-def _interp(v: Array, rows: Array) -> Array:
-    """Linear interpolation of every tabulated column at ``v`` (mV): ``(..., 2 G)``."""
+def _take(table: Array, i: Array) -> Array:
+    return table.at[i].get(mode="promise_in_bounds")  # 0 <= i < n_grid - 1 by construction
+
+
+def _interpolated(model: Model, tables: GateTables, v: Array) -> dict[str, tuple[Array, Array]]:
+    """Every gate's ``(x_inf, gain)`` at ``v`` (mV), linearly interpolated."""
     x = (jnp.clip(v, V_RANGE[0], V_RANGE[1]) - V_RANGE[0]) * (1.0 / V_STEP)
-    i = jnp.minimum(x.astype(jnp.int32), rows.shape[0] - 1)
+    i = jnp.minimum(x.astype(jnp.int32), _grid_size() - 2)
     f = x - i.astype(x.dtype)
-    row = rows.at[i].get(mode="promise_in_bounds")  # 0 <= i < n_grid - 1 by construction
-    return row[..., 0, :] + row[..., 1, :] * f[..., None]
+    if np.ndim(v) == 1 and np.shape(v)[0] < _FUSED_GATHERS_FROM:
+        row = _take(tables.rows, i)
+        col = row[..., 0, :] + row[..., 1, :] * f[..., None]
+        names = gate_names(model)
+        return {k: (col[..., j], col[..., len(names) + j]) for j, k in enumerate(names)}
+
+    def interp(table: tuple[Array, Array]) -> Array:
+        return _take(table[0], i) + _take(table[1], i) * f
+
+    return {k: (interp(tables.x_inf[k]), interp(tables.gain[k])) for k in tables.x_inf}
 
 
 def exp_euler_table(
@@ -109,12 +144,10 @@ def exp_euler_table(
     Same splitting as :func:`hhjax.integrators.exp_euler` (gates at the old V, then V
     exactly with the new conductances); ``tables`` must be built for the same ``dt``.
     """
-    col = _interp(state.v, tables.rows)
-    g = col.shape[-1] // 2
     # x + (x_inf - x) * gain uses each interpolated value once: one fused loop per gate
     gates = {
-        k: state.gates[k] + (col[..., j] - state.gates[k]) * col[..., g + j]
-        for j, k in enumerate(gate_names(model))
+        k: state.gates[k] + (x_inf - state.gates[k]) * gain
+        for k, (x_inf, gain) in _interpolated(model, tables, state.v).items()
     }
     a_v, b_v = membrane_linear(model, State(state.v, gates), i_ext)
     return State(v=relax(state.v, a_v, b_v, dt), gates=gates)

@@ -286,3 +286,18 @@ def test_sharded_over_four_cpu_devices_equals_plain():
         "devices": 4, "same": True, "same_chunked": True, "same_model_pop": True, "split": 4,
         "same_factored": True,
     }
+
+
+def test_table_gather_layouts_give_identical_results(monkeypatch):
+    # small populations fetch one packed row per neuron, large ones gather per gate inside
+    # the gate loops (a speed choice): both must give the same numbers, bit for bit
+    from hhjax import tables
+
+    model, stim = _population(5, 800)
+    packed = hhjax.simulate(model, stim, dt=DT, record=("v", "gates", "spikes"), rates="table")
+    monkeypatch.setattr(tables, "_FUSED_GATHERS_FROM", 1)
+    jax.clear_caches()
+    fused = hhjax.simulate(model, stim, dt=DT, record=("v", "gates", "spikes"), rates="table")
+    assert int(packed.spike_counts.min()) >= 1
+    for a, b in zip(_leaves(packed), _leaves(fused), strict=True):
+        np.testing.assert_array_equal(a, b)
