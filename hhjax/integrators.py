@@ -62,10 +62,14 @@ def rk4(model: Model, state: State, i_ext: ArrayLike, dt: ArrayLike) -> State:
 def relax(x: ArrayLike, a: ArrayLike, s: ArrayLike, dt: ArrayLike) -> Array:
     """Exact solution after ``dt`` ms of ``dx/dt = a - s x`` (``a``, ``s`` held).
 
-    ``x_inf + (x - x_inf) exp(-s dt)`` with ``x_inf = a / s``, i.e.
-    ``x + (a - s x) dt exprel(-s dt)``; below ``s dt = sqrt(eps)`` (where the first
-    form would cancel) the forward-Euler value, equal to it within ``(s dt)^2 / 2``.
-    Value and gradient are finite for every ``s >= 0`` (double ``where``).
+    ``x + (x_inf - x)(1 - exp(-s dt))`` with ``x_inf = a / s``, i.e.
+    ``x + (a - s x) dt exprel(-s dt)``; below ``s dt = sqrt(eps)`` (where ``1 - exp``
+    would cancel) the forward-Euler value, equal to it within ``(s dt)^2 / 2``.
+    Value and gradient are finite for every ``s >= 0`` (double ``where``). Written so
+    that every costly value (``x_inf``, the exponential) is used once: XLA then fuses
+    the whole update into one loop (``x_inf + (x - x_inf) exp(-s dt)`` kept ``x_inf``
+    in a buffer of its own: 1.3-1.8x slower at 1e4 neurons, spikes only or V every
+    10th step).
 
     Args:
         x: value at the start of the step.
@@ -84,8 +88,8 @@ def _relax_gate(x: ArrayLike, a: ArrayLike, s: ArrayLike, dt: ArrayLike) -> Arra
     """:func:`relax` for a gate, where ``0 <= a <= s``: no branch needed.
 
     With ``s`` floored at the smallest normal number, ``s = 0`` (then ``a = 0``) gives
-    ``x`` back exactly; for ``s dt`` below ``sqrt(eps)`` the absolute error stays
-    below ``eps`` because ``|x_inf| <= 1``.
+    ``x`` back exactly; for small ``s dt`` the absolute error of ``1 - exp(-s dt)``
+    stays below ``eps`` and ``|x_inf - x| <= 1``.
     """
     x_inf = a / jnp.maximum(s, np.finfo(jnp.result_type(s)).tiny)
     return x + (x_inf - x) * (1.0 - jnp.exp(-s * dt))
