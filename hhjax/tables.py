@@ -55,10 +55,10 @@ class GateTables(NamedTuple):
 
 # Populations from this size gather from each table inside the gate's own loop; smaller
 # ones fetch one packed row per neuron in a loop of its own. Same arithmetic, so the
-# same numbers; the choice is only speed. XLA's CPU cost model splits a loop that
-# mostly moves memory over threads once it touches ~256 KB, and the fused gate loops
-# reach that from ~2e4 neurons: below, the packed row keeps the gate loops on both
-# cores (measured here, float32, 1e4 neurons, V every 10th step: 2.1e8 neuron-steps/s
+# same numbers; the choice is only speed. XLA's CPU cost model splits a loop over the
+# threads by the bytes it moves: the optimised HLO shows the fused gate loops on one
+# thread at 1e4 neurons and on two at 1e5, while with the packed row they stay on both
+# (measured here, float32, 1e4 neurons, V every 10th step: 2.1e8 neuron-steps/s
 # packed vs 1.5e8 fused; 1e5 neurons: 2.2-2.5e8 packed vs 3.0-3.4e8 fused).
 _FUSED_GATHERS_FROM = 32768
 
