@@ -12,7 +12,9 @@ writes ``benchmarks/results/<tag>.json``, ``<tag>.md`` (the tables) and ``<tag>.
 The workload (the peers' too, :mod:`benchmarks.peers._workload`): NEURON ``hh`` point
 neurons (``hhjax.presets.neuron_hh()``), a step of ``linspace(9.5, 10.5, N)`` uA/cm2
 from 10 ms, dt = 0.025 ms, 100 ms (4000 steps), every neuron from rest; recording V every
-step (``v``), every 10th step (``v10``) or spikes only (``spikes``). hhjax is timed
+step (``v``), every 10th step (``v10``) or spikes only (``spikes``); ``v+reuse`` is ``v``
+with each timed call passing the previous call's trace as ``reuse=`` (records written in
+place, as a parameter sweep would, instead of into fresh memory). hhjax is timed
 through ``hhjax.simulate(model, hhjax.stimulus.step_current(amplitudes, 10.0), ...)``,
 as a user writes it: the step is kept factored (amplitude per neuron times one shared
 time profile), so no ``(N, 4000)`` array is built or streamed, just as the peers compute
@@ -52,6 +54,12 @@ RESULTS = ROOT / "benchmarks" / "results"
 DT, T_MAX, STEP_START = 0.025, 100.0, 10.0
 N_STEPS = int(round(T_MAX / DT))
 RECORDS = {"v": dict(record="v"), "v10": dict(record="v", every=10), "spikes": dict(record="spikes")}
+REUSE = "+reuse"  # "v+reuse": each timed call writes into the previous call's record
+
+
+def _base(record: str) -> str:
+    """The recording a peer is compared on (``"v+reuse"`` -> ``"v"``)."""
+    return record.removesuffix(REUSE)
 PEERS = ("numpy_euler", "scipy_odeint", "brian2_hh", "neuron_hh", "jaxley_hh", "brainpy_hh")
 PEER_MAX_N = {"scipy_odeint": 100}  # the adapters' own limits
 
@@ -153,18 +161,24 @@ def bench_hhjax(
 
     with jax.enable_x64(dtype == "float64"):
         model = hhjax.presets.neuron_hh()
-        kw = dict(dt=DT, t_max=T_MAX, method=method, rates=rates, **RECORDS[record])
+        kw = dict(dt=DT, t_max=T_MAX, method=method, rates=rates, **RECORDS[_base(record)])
         stim = _stimulus(n, dtype)
+        last: list[Any] = [None]
 
         def call() -> Any:
-            return jax.block_until_ready(hhjax.simulate(model, stim, **kw))
+            reuse = last[0] if record.endswith(REUSE) else None
+            last[0] = jax.block_until_ready(hhjax.simulate(model, stim, reuse=reuse, **kw))
+            return last[0]
 
+        if record.endswith(REUSE):
+            call()  # untimed: the trace that the first timed call writes into
         t0 = time.perf_counter()
-        out = call()
+        call()
         first = time.perf_counter() - t0
         reps = repeats if first < 20 else 1
         with _PeakRSS() as mem:
             run_s, all_s = _median_runs(call, reps)
+        out = last[0]
         if out.spike_counts is not None:
             counts = np.asarray(out.spike_counts)
         else:
@@ -307,23 +321,24 @@ def markdown(result: dict[str, Any]) -> str:
     if peers:
         out += ["", "## Peers (same workload, same recording)", "",
                 "Ratios: hhjax float32 exp_euler (exact rates / tabulated rates) neuron-steps/s "
-                "over the peer's, same N and recording.", "",
+                "over the peer's, same N and recording; \"reused\": hhjax writing each call's "
+                "record into the previous call's (`reuse=`, the `+reuse` rows).", "",
                 "| peer | version | N | record | build s | run s | neuron-steps/s | "
-                "hhjax/peer (exact) | hhjax/peer (table) | spikes |",
-                "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                "hhjax/peer (exact) | hhjax/peer (table) | hhjax/peer (exact, reused) | spikes |",
+                "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for p in peers:
             if "skipped" in p:
                 out.append(f"| {p['tool']} | | {p['n']:.0e} | {p['record']} | | | "
-                           f"skipped: {p['skipped']} | | | |")
+                           f"skipped: {p['skipped']} | | | | |")
                 continue
             ratios = []
-            for rates in ("exact", "table"):
-                h = _best_hhjax(rows, p["n"], p["record"], rates)
+            for rates, rec in (("exact", ""), ("table", ""), ("exact", REUSE)):
+                h = _best_hhjax(rows, p["n"], p["record"] + rec, rates)
                 ratios.append(f"{h / p['neuron_steps_per_s']:.2f}" if h else "-")
             out.append(
                 f"| {p['tool']} | {p.get('version') or ''} | {p['n']:.0e} | {p['record']} | "
                 f"{p['build_s']:.2f} | {p['run_s']:.4g} | {p['neuron_steps_per_s']:.3g} | "
-                f"{ratios[0]} | {ratios[1]} | {_fmt(p.get('spikes'))} |"
+                f"{ratios[0]} | {ratios[1]} | {ratios[2]} | {_fmt(p.get('spikes'))} |"
             )
     notes = result.get("notes", [])
     if notes:
@@ -353,11 +368,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5.5))
     series: dict[str, list[tuple[int, float]]] = {}
     for r in result["hhjax"]:
-        spikes_f32 = r["record"] == "spikes" and r["dtype"] == "float32" and r["method"] == "exp_euler"
-        if "neuron_steps_per_s" in r and (r["record"] == "v" or spikes_f32):
-            key = f"hhjax {r['method']} {r['rates']} {r['dtype']}"
-            if spikes_f32:
-                key += " (spikes only)"
+        f32 = r["dtype"] == "float32" and r["method"] == "exp_euler"
+        extra = {"spikes": " (spikes only)", "v" + REUSE: " (reused record)"}.get(r["record"])
+        if "neuron_steps_per_s" in r and (r["record"] == "v" or (f32 and extra)):
+            key = f"hhjax {r['method']} {r['rates']} {r['dtype']}" + (extra or "")
             series.setdefault(key, []).append((r["n"], r["neuron_steps_per_s"]))
     for p in result.get("peers", []):
         if "neuron_steps_per_s" in p and p["record"] == "v":
@@ -395,7 +409,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n", default=None, help="comma-separated N (default 1,100,1e4,1e5,1e6)")
     p.add_argument("--dtypes", default="float32,float64")
     p.add_argument("--methods", default="exp_euler,rk4,euler")
-    p.add_argument("--records", default="v,v10,spikes")
+    p.add_argument("--records", default="v,v+reuse,v10,spikes",
+                   help=f"comma-separated: v, v10, spikes, and v or v10 with {REUSE}")
     p.add_argument("--no-table", action="store_true", help="skip the tabulated-rate mode")
     p.add_argument("--peers", default=",".join(PEERS), help="comma-separated, or 'none'")
     p.add_argument("--peer-max-n", type=float, default=1e5)
@@ -415,6 +430,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.peer_max_n, args.grad_steps, args.repeats = 1e4, "1e3,1e4", 3
         args.grad_n = "1,100"
     args.n = [int(float(x)) for x in (args.n or "1,100,1e4,1e5,1e6").split(",")]
+    for r in args.records.split(","):
+        if _base(r) not in RECORDS or r == "spikes" + REUSE:
+            p.error(f"unknown record {r!r}: use v, v10, spikes, v{REUSE} or v10{REUSE}")
     return args
 
 
@@ -423,6 +441,7 @@ def _fits(n: int, dtype: str, record: str) -> str | None:
     from hhjax.population import available_memory
 
     item = 4 if dtype == "float32" else 8
+    record = _base(record)
     need = n * N_STEPS * item * (1 if record == "v" else 0.1 if record == "v10" else 0)
     if need > 0.6 * available_memory():
         return f"needs ~{need / 2**30:.0f} GB for the record (N, n_rec) alone"
@@ -485,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             _log(f"peer {name}: not available, skipped")
             continue
         last: float | None = None
-        for record in args.records.split(","):
+        for record in dict.fromkeys(_base(r) for r in args.records.split(",")):
             last = None
             for n in sorted(x for x in args.n if x <= min(args.peer_max_n,
                                                           PEER_MAX_N.get(name, 1e12))):

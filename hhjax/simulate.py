@@ -106,6 +106,7 @@ class _Static(NamedTuple):
 def _run_single(
     model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
     threshold: Array, tables: Any, cfg: _Static, population_first: bool = False,
+    bufs: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], State, Array]:
     """Simulate one neuron, or a vector of neurons: (records incl. t = 0, final, max |V|).
 
@@ -132,6 +133,9 @@ def _run_single(
     if state0 is None:
         state0 = steady_state(model, _resting_v_single(model, 0.0).astype(dtype))
     spikes = cfg.max_spikes > 0
+    # With V recorded every step, max |V| is read off the record afterwards (one pass
+    # over it) instead of being updated every step (one more kernel per step).
+    vmax_from_record = cfg.every == 1 and "v" in cfg.record
     blk0 = None
     if spikes:
         zeros = jnp.zeros_like(state0.v)
@@ -142,7 +146,8 @@ def _run_single(
         if cfg.factored:  # elementwise, so it fuses into the step (a dot would not)
             i_ext = jnp.sum(weights * i_ext, axis=-1)
         new = step(model, state, i_ext, dt)
-        v_max = jnp.maximum(v_max, jnp.abs(new.v))
+        if not vmax_from_record:
+            v_max = jnp.maximum(v_max, jnp.abs(new.v))
         if spikes:
             n_blk, t_first, t_last = blk
             crossed = (state.v < threshold) & (new.v >= threshold)
@@ -204,7 +209,7 @@ def _run_single(
             recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), recs, rest)
     elif population_first:
         carry, recs = _record_population_first(
-            scan_units, carry, head, _observe(model, state0, cfg.record)
+            scan_units, carry, head, _observe(model, state0, cfg.record), bufs
         )
     else:
         carry, recs = scan_units(carry, head)
@@ -213,10 +218,13 @@ def _run_single(
     if not population_first:
         first = _observe(model, state0, cfg.record)
         recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, recs)
+    v_max = carry[1]
+    if vmax_from_record:  # the record holds every state, the initial one included
+        v_max = jnp.max(jnp.abs(recs["v"]), axis=-1 if population_first else 0)
     if spikes:
         count, _, times = carry[3]
         recs["spike_times"], recs["spike_counts"] = times, count
-    return recs, carry[0], carry[1]
+    return recs, carry[0], v_max
 
 
 _RECORD_BLOCK = 50  # recording units per block written population-first (measured best)
@@ -224,6 +232,7 @@ _RECORD_BLOCK = 50  # recording units per block written population-first (measur
 
 def _record_population_first(
     scan_units: Any, carry: tuple[Any, ...], head: Array, first: dict[str, Any],
+    bufs: dict[str, Any] | None = None,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Run ``scan_units`` over ``head`` and return the records as ``(N, 1 + units)``.
 
@@ -235,9 +244,9 @@ def _record_population_first(
     in column 0. At N = 1e5 this doubled the throughput with V recorded every step.
     """
     units = head.shape[0]
-    bufs = jax.tree_util.tree_map(
-        lambda x: jnp.zeros((x.shape[0], 1 + units), x.dtype).at[:, 0].set(x), first
-    )
+    if bufs is None:
+        bufs = jax.tree_util.tree_map(lambda x: jnp.zeros((x.shape[0], 1 + units), x.dtype), first)
+    bufs = jax.tree_util.tree_map(lambda b, x: b.at[:, 0].set(x), bufs, first)
     if units == 0:
         return carry, bufs
     size = min(_RECORD_BLOCK, units)
@@ -268,7 +277,7 @@ def _batched(state0: State | None) -> bool:
 
 def _run(
     model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
-    threshold: Array, cfg: _Static,
+    threshold: Array, cfg: _Static, bufs: None = None,
 ) -> tuple[dict[str, Any], State, Array]:
     """The whole (local) population: tables once, then ``vmap`` over the neurons."""
     tables = build_tables(model, dt, stim.dtype) if cfg.rates == "table" else None
@@ -302,7 +311,7 @@ def _pop_size(model: Model, stim: Array, weights: Array | None, state0: State | 
 
 def _run_population(
     model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
-    threshold: Array, cfg: _Static,
+    threshold: Array, cfg: _Static, bufs: dict[str, Array] | None = None,
 ) -> tuple[dict[str, Any], State, Array]:
     """The forward population kernel: the neurons as the vector axis of one scan.
 
@@ -314,7 +323,8 @@ def _run_population(
     the loop it builds for the ``vmap`` (which also transposes both) splits the step into more
     kernels and measured 1.5x slower. (Cutting the population into cache-sized tiles,
     each running the whole time loop, measured no faster.) Forward only: traced
-    calls (``jax.grad``, user ``jit``/``vmap``) use :func:`_run`.
+    calls (``jax.grad``, user ``jit``/``vmap``) use :func:`_run`. ``bufs``: donated
+    ``(N, n_rec)`` record buffers to write into (see ``reuse`` in :func:`simulate`).
     """
     tables = build_tables(model, dt, stim.dtype) if cfg.rates == "table" else None
     dtype = stim.dtype
@@ -332,7 +342,8 @@ def _run_population(
     elif stim.ndim == 2:
         stim = stim.T
     recs, final, v_max = _run_single(
-        model, stim, weights, state0, dt, threshold, tables, cfg, population_first=True
+        model, stim, weights, state0, dt, threshold, tables, cfg, population_first=True,
+        bufs=bufs,
     )
     out = {k: recs[k] for k in cfg.record}
     for k in ("spike_times", "spike_counts"):
@@ -351,7 +362,7 @@ def _leaf_spec(x: Any) -> PartitionSpec:
 
 def _run_sharded(
     model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
-    threshold: Array, cfg: _Static,
+    threshold: Array, cfg: _Static, bufs: dict[str, Array] | None = None,
 ) -> tuple[dict[str, Any], State, Array]:
     """:func:`_run_population` with the population axis split over the local devices.
 
@@ -362,19 +373,20 @@ def _run_sharded(
     has_state = state0 is not None
     # a factored stimulus shares its profiles (replicated) and splits its weights
     stim_split = stim.ndim == 2 and not cfg.factored
-    args = (model, stim, weights, dt, threshold) + ((state0,) if has_state else ())
+    args = (model, stim, weights, dt, threshold, bufs) + ((state0,) if has_state else ())
     in_specs = (
         jax.tree_util.tree_map(_leaf_spec, model),
         PartitionSpec(AXIS) if stim_split else PartitionSpec(),
         None if weights is None else _leaf_spec(weights[..., 0]),
         PartitionSpec(),
         PartitionSpec(),
+        jax.tree_util.tree_map(lambda _: PartitionSpec(AXIS), bufs),
     ) + ((jax.tree_util.tree_map(_leaf_spec, state0),) if has_state else ())
 
     def local(model: Model, stim: Array, weights: Array | None, dt: Array, threshold: Array,
-              *rest: State) -> Any:
+              bufs: dict[str, Array] | None, *rest: State) -> Any:
         state0 = rest[0] if has_state else None
-        return _run_population(model, stim, weights, state0, dt, threshold, cfg)
+        return _run_population(model, stim, weights, state0, dt, threshold, cfg, bufs)
 
     return jax.shard_map(
         local, mesh=population_mesh(), in_specs=in_specs, out_specs=PartitionSpec(AXIS),
@@ -385,13 +397,15 @@ def _run_sharded(
 _MODES = {"single": _run, "population": _run_population, "sharded": _run_sharded}
 
 
-@functools.partial(jax.jit, static_argnames=("layout", "cfg", "mode"))
+@functools.partial(
+    jax.jit, static_argnames=("layout", "cfg", "mode"), donate_argnames=("bufs",)
+)
 def _entry(
-    packed: Array, arrays: tuple[Array, ...], stim: Array, weights: Array | None, *,
-    layout: Any, cfg: _Static, mode: str,
+    packed: Array, arrays: tuple[Array, ...], stim: Array, weights: Array | None,
+    bufs: dict[str, Array] | None, *, layout: Any, cfg: _Static, mode: str,
 ) -> tuple[dict[str, Any], State, Array]:
     model, (state0, dt, threshold) = _unpack(packed, arrays, layout)
-    return _MODES[mode](model, stim, weights, state0, dt, threshold, cfg)
+    return _MODES[mode](model, stim, weights, state0, dt, threshold, cfg, bufs)
 
 
 def _pack(model: Model, rest: Any, dtype: Any) -> tuple[np.ndarray, tuple[Array, ...], Any]:
@@ -433,10 +447,10 @@ def _unpack(packed: Array, arrays: tuple[Array, ...], layout: Any) -> tuple[Mode
 
 def _call(
     mode: str, model: Model, stim: Array, weights: Array | None, state0: State | None,
-    dt: Any, threshold: Any, cfg: _Static,
+    dt: Any, threshold: Any, cfg: _Static, bufs: dict[str, Array] | None = None,
 ) -> tuple[dict[str, Any], State, Array]:
     packed, arrays, layout = _pack(model, (state0, dt, threshold), stim.dtype)
-    return _entry(packed, arrays, stim, weights, layout=layout, cfg=cfg, mode=mode)
+    return _entry(packed, arrays, stim, weights, bufs, layout=layout, cfg=cfg, mode=mode)
 
 
 def _as_stimulus(stimulus: Any, dt: float, t_max: float | None) -> tuple[Array, Array | None]:
@@ -542,9 +556,13 @@ def _take(tree: Any, lo: int, hi: int, pad: int, batched: Any) -> Any:
 def _population_run(
     model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
     threshold: Array, cfg: _Static, n: int, shard: bool, chunk: int | None,
-    progress: bool | None,
+    progress: bool | None, bufs: dict[str, Array] | None = None,
 ) -> tuple[dict[str, Any], State, Array]:
-    """Run a concrete population of ``n`` neurons: sharded over devices, in chunks."""
+    """Run a concrete population of ``n`` neurons: sharded over devices, in chunks.
+
+    ``bufs`` (record buffers to donate) are used only when the whole population runs
+    in one unpadded call.
+    """
     n_dev = len(jax.local_devices()) if shard else 1
     sharded = n_dev > 1 and n >= n_dev
     mode = "sharded" if sharded else "population"
@@ -576,7 +594,8 @@ def _population_run(
         hi = min(n, lo + chunk)
         pad = (-(hi - lo)) % multiple
         m_c, s_c, w_c, st_c = _take((model, stim, weights, state0), lo, hi, pad, batched)
-        out = _call(mode, m_c, s_c, w_c, st_c, dt, threshold, cfg)
+        donate = bufs if len(starts) == 1 and not pad else None
+        out = _call(mode, m_c, s_c, w_c, st_c, dt, threshold, cfg, donate)
         if pad:
             out = jax.tree_util.tree_map(lambda x, k=hi - lo: x[:k], out)
         if len(starts) > 1:  # free device memory for the next chunk
@@ -606,6 +625,7 @@ def simulate(
     shard: bool = True,
     chunk_size: int | None = None,
     progress: bool | None = None,
+    reuse: Trace | None = None,
 ) -> Trace:
     """Simulate a neuron, or a population, under an injected current.
 
@@ -644,6 +664,13 @@ def simulate(
         shard: split a population over the local devices (default True).
         chunk_size: neurons per call for a population (default: from free memory).
         progress: print a progress line per chunk (default: when there are chunks).
+        reuse: a :class:`Trace` from an earlier call whose records have this call's
+            shapes: a population run writes its records into that trace's arrays
+            instead of new ones (no fresh allocation; it speeds up repeated runs that
+            record every step). Those arrays are donated: ``reuse`` must not be used
+            afterwards (JAX raises if it is). Runs that cannot write in place (one
+            neuron, inside a user's ``jit``/``grad``, chunks) leave it untouched, and
+            an array still viewed from NumPy (``np.asarray``) is copied, not reused.
 
     Returns:
         A :class:`Trace`; ``t`` starts at 0 and includes the initial state, so
@@ -684,6 +711,8 @@ def simulate(
         raise ValueError(f"chunk_size must be an int >= 1 (neurons per call); got {chunk_size!r}")
     if not isinstance(model, Model):
         raise TypeError(f"model must be a hhjax.Model; got {type(model).__name__}")
+    if reuse is not None and not isinstance(reuse, Trace):
+        raise TypeError(f"reuse must be a hhjax.Trace or None; got {type(reuse).__name__}")
     check_positive_scalar("dt", dt, "ms")
     if is_concrete(threshold):
         if np.ndim(threshold) != 0:
@@ -721,6 +750,7 @@ def simulate(
         every = max(1, min(block, 64, n_steps_))
 
     dtype = stim.dtype
+    n_rec = n_steps_ // every + 1 if dense else 0
     cfg = _Static(
         method=method, record=dense, every=int(every), checkpoint=bool(checkpoint),
         max_spikes=int(max_spikes) if spikes else 0, rates=rates, factored=weights is not None,
@@ -732,11 +762,11 @@ def simulate(
         if n_pop is not None:
             recs, final, v_max = _population_run(
                 model, stim, weights, state0, dt, threshold, cfg, int(n_pop), shard,
-                chunk_size, progress,
+                chunk_size, progress, _reusable(reuse, cfg.record, (int(n_pop), n_rec), dtype),
             )
         else:
             recs, final, v_max = _call("single", model, stim, weights, state0, dt, threshold, cfg)
-        t = _time_grid(n_steps_ // every + 1 if dense else 0, float(dt) * every, dtype)
+        t = _time_grid(n_rec, float(dt) * every, dtype)
     else:
         model = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), model)
         if state0 is not None:
@@ -745,7 +775,6 @@ def simulate(
             model, stim, weights, state0, jnp.asarray(dt, dtype), jnp.asarray(threshold, dtype),
             cfg=cfg,
         )
-        n_rec = n_steps_ // every + 1 if dense else 0
         if is_concrete(dt):
             t = _time_grid(n_rec, float(dt) * every, dtype)
         else:
@@ -764,6 +793,27 @@ def simulate(
 def _time_grid(n_rec: int, step: float, dtype: Any) -> Array:
     """Recorded times, ms: computed in float64, then rounded once (cached per shape)."""
     return jnp.asarray(np.arange(n_rec) * step, dtype)
+
+
+def _reusable(
+    reuse: Trace | None, record: tuple[str, ...], shape: tuple[int, int], dtype: Any,
+) -> dict[str, Any] | None:
+    """The record arrays of ``reuse`` to donate, checked against this run's records."""
+    if reuse is None or not record:
+        return None
+    bufs = {k: getattr(reuse, k) for k in record}
+    for path, x in jax.tree_util.tree_leaves_with_path(bufs, is_leaf=lambda x: x is None):
+        name = "reuse" + jax.tree_util.keystr(path)
+        if not isinstance(x, jax.Array):
+            raise ValueError(f"{name} is not a recorded array of this run's kind (got {x!r})")
+        if x.is_deleted():
+            raise ValueError(f"{name} was already donated to an earlier call (reuse it once)")
+        if x.shape != shape or x.dtype != dtype:
+            raise ValueError(
+                f"{name} has shape {x.shape} and dtype {x.dtype}; this run records "
+                f"{shape} {np.dtype(dtype)}"
+            )
+    return bufs
 
 
 _LAST_MODEL: list[Any] = [None, None, {}]  # the last validated model, its N, a cache

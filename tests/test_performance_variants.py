@@ -231,6 +231,37 @@ def test_validation_of_new_options():
         hhjax.simulate(model, stim, dt=DT, record="spikes", threshold=float("nan"))
 
 
+def test_reuse_writes_records_in_place_with_the_same_results():
+    model, stim = _population(5, 400, jnp.float32)
+    kw = dict(dt=DT, record=("v", "gates", "currents"), every=3)
+    first = hhjax.simulate(model, stim, **kw)
+    ref = [np.array(x) for x in jax.tree_util.tree_leaves(first)]  # copies, not views
+    second = hhjax.simulate(model, stim, reuse=first, **kw)
+    for x, y in zip(ref, _leaves(second), strict=True):
+        np.testing.assert_array_equal(x, y)  # the same program: bit for bit
+    assert first.v.is_deleted() and first.currents["na"].is_deleted()  # donated
+    with pytest.raises(ValueError, match="already donated"):
+        hhjax.simulate(model, stim, reuse=first, **kw)
+    with pytest.raises(ValueError, match=r"reuse\['v'\] has shape \(5, 134\)"):
+        hhjax.simulate(model, stim, dt=DT, reuse=second)  # every step: (5, 401)
+    with pytest.raises(ValueError, match="not a recorded array"):
+        hhjax.simulate(model, stim, reuse=hhjax.simulate(model, stim, dt=DT), **kw)
+    with pytest.raises(TypeError, match="reuse must be a hhjax.Trace"):
+        hhjax.simulate(model, stim, dt=DT, reuse=np.zeros((5, 401)))
+    # where the records cannot be written in place (one neuron, chunks), it stays intact
+    one = hhjax.simulate(model, stim[0], dt=DT)
+    hhjax.simulate(model, stim[0], dt=DT, reuse=one)
+    chunked = hhjax.simulate(model, stim, dt=DT, chunk_size=2)
+    again = hhjax.simulate(model, stim, dt=DT, chunk_size=2, reuse=chunked)
+    assert not one.v.is_deleted() and not chunked.v.is_deleted()
+    np.testing.assert_array_equal(np.asarray(chunked.v), np.asarray(again.v))
+    # a record still viewed from NumPy is not overwritten: JAX copies instead of donating
+    view = np.asarray(again.v)
+    other = hhjax.simulate(model, 0.5 * stim, dt=DT, reuse=again)  # other values
+    np.testing.assert_array_equal(view, np.asarray(chunked.v))
+    assert not np.array_equal(view, np.asarray(other.v))
+
+
 def test_cpu_devices_not_changed_after_backend_start():
     jax.devices()  # the backend is up in this process
     assert population.enable_cpu_devices(4) is False
@@ -260,6 +291,12 @@ _SHARDED = textwrap.dedent(
     raw = _call("sharded", m8, stim[0], None, None, 0.025, 0.0, cfg)[0]["v"]
     step = hhjax.stimulus.step_current(jnp.asarray(amp, jnp.float32), 5.0)  # factored
     fac = hhjax.simulate(model, step, dt=0.025, t_max=20.0, record=rec)
+    kw = dict(dt=0.025, record=("v", "gates"), every=2)
+    r_a = hhjax.simulate(m8, stim[0], **kw)  # 8 neurons: 2 per device, no padding
+    r_ref = jax.tree_util.tree_map(np.asarray, (r_a.v, r_a.gates, r_a.v_max))
+    r_b = hhjax.simulate(m8, stim[0], reuse=r_a, **kw)
+    pad_a = hhjax.simulate(model, stim, **kw)  # 10 neurons, padded: not written in place
+    pad_b = hhjax.simulate(model, stim, reuse=pad_a, **kw)
     same = lambda a, b: all(np.allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-3,
         equal_nan=True) and np.asarray(x).dtype == np.asarray(y).dtype
         for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
@@ -268,6 +305,9 @@ _SHARDED = textwrap.dedent(
         "same": same(one, four), "same_chunked": same(one, both),
         "same_model_pop": same(p_one.v, raw), "same_factored": same(one, fac),
         "split": len(raw.sharding.device_set),
+        "reuse_same": same(r_ref, (r_b.v, r_b.gates, r_b.v_max)),
+        "reuse_donated": r_a.v.is_deleted() and r_a.gates["na.m"].is_deleted(),
+        "padded_untouched": not pad_a.v.is_deleted() and same(pad_a.v, pad_b.v),
     }))
     """
 )
@@ -284,7 +324,8 @@ def test_sharded_over_four_cpu_devices_equals_plain():
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res == {
         "devices": 4, "same": True, "same_chunked": True, "same_model_pop": True, "split": 4,
-        "same_factored": True,
+        "same_factored": True, "reuse_same": True, "reuse_donated": True,
+        "padded_untouched": True,
     }
 
 
