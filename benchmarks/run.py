@@ -194,7 +194,7 @@ def bench_hhjax(
 
 def bench_gradient(n_steps: int, checkpoint: bool, repeats: int, n: int = 1) -> dict[str, Any]:
     """``jax.grad`` of a voltage MSE w.r.t. g_Na against the forward loss (``n`` neurons,
-    steps of linspace(9.5, 10.5, n) uA/cm2)."""
+    steps of linspace(9.5, 10.5, n) uA/cm2), each compiled with ``hhjax.jit``."""
     import jax
     import jax.numpy as jnp
 
@@ -212,7 +212,7 @@ def bench_gradient(n_steps: int, checkpoint: bool, repeats: int, n: int = 1) -> 
         return jnp.mean((v - target) ** 2)
 
     out: dict[str, Any] = {"n": n, "n_steps": n_steps, "checkpoint": checkpoint}
-    for name, fn in (("forward", jax.jit(loss)), ("grad", jax.jit(jax.grad(loss)))):
+    for name, fn in (("forward", hhjax.jit(loss)), ("grad", hhjax.jit(jax.grad(loss)))):
         x = jnp.float32(110.0)
         t0 = time.perf_counter()
         compiled = fn.lower(x).compile()
@@ -345,7 +345,8 @@ def markdown(result: dict[str, Any]) -> str:
         out += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     grads = result.get("gradients", [])
     if grads:
-        out += ["", "## Gradient cost (`jax.grad` of a V loss w.r.t. g_Na, float32)", "",
+        out += ["", "## Gradient cost (`jax.grad` of a V loss w.r.t. g_Na, float32, "
+                "`hhjax.jit`)", "",
                 "| N | steps | checkpoint | forward s | grad s | grad / forward | "
                 "forward temp MB | grad temp MB | grad compile s |",
                 "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]

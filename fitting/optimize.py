@@ -153,7 +153,7 @@ class FitResult:
         """The fitted model's voltage (mV) on ``recording`` (default: the fitted one)."""
         rec = self.recording if recording is None else recording
         sim, drive = make_simulator(self.free, rec, method=self.method, checkpoint=self.checkpoint)
-        return np.asarray(jax.jit(sim)(jnp.asarray(self.x, jnp.result_type(float)), drive)[0])
+        return np.asarray(hhjax.jit(sim)(jnp.asarray(self.x, jnp.result_type(float)), drive)[0])
 
     def standard_errors(self, sigma: float | None = None) -> Any:
         """Gauss-Newton standard errors (see :func:`fitting.uncertainty.standard_errors`)."""
@@ -343,7 +343,7 @@ def fit(
             best_u = jnp.where(better[:, None], u, best_u)
             return new_u, new_state, ok, best, best_u, value
 
-        return jax.jit(step)
+        return hhjax.jit(step)
 
     def make_lm_step() -> Any:
         """Levenberg-Marquardt on ``loss.residuals`` (one jvp per parameter + one forward)."""
@@ -384,7 +384,7 @@ def fit(
             best_u = jnp.where(better[:, None], u, best_u)
             return new_u, new_lam, ok, best, best_u, value
 
-        return jax.jit(step)
+        return hhjax.jit(step)
 
     phases: list[tuple[Any, int, str]] = [(opt, steps, "first")]
     if refine and hasattr(loss_fn, "residuals"):

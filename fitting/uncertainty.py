@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import hhjax
+
 __all__ = ["IdentifiabilityWarning", "StandardErrors", "standard_errors"]
 
 
@@ -85,8 +87,8 @@ def standard_errors(
     free = result.free
     sim, drive = make_simulator(free, rec, method=result.method, checkpoint=result.checkpoint)
     x = jnp.asarray(result.x, jnp.result_type(float))
-    v_model = np.asarray(jax.jit(sim)(x, drive)[0], dtype=float)
-    jac = jax.jit(jax.jacfwd(lambda y, d: sim(y, d)[0]))(x, drive)
+    v_model = np.asarray(hhjax.jit(sim)(x, drive)[0], dtype=float)
+    jac = hhjax.jit(jax.jacfwd(lambda y, d: sim(y, d)[0]))(x, drive)
     jac = np.asarray(jac, dtype=float)  # (S, N, p)
     w = rec.weights.reshape(-1)
     jac = jac.reshape(-1, free.size)

@@ -6,6 +6,7 @@ Units: mV, ms, uF/cm2, mS/cm2, uA/cm2.
 from . import analysis as analysis
 from . import presets as presets
 from . import stimulus as stimulus
+from . import xla as xla
 from .channels import AlphaBetaGate as AlphaBetaGate
 from .channels import Channel as Channel
 from .channels import InfTauGate as InfTauGate
@@ -21,6 +22,7 @@ from .params import set_params as set_params
 from .simulate import DivergenceError as DivergenceError
 from .simulate import Trace as Trace
 from .simulate import simulate as simulate
+from .xla import jit as jit
 
 __version__ = "0.1.0"
 
@@ -37,10 +39,12 @@ __all__ = [
     "channel_currents",
     "derivatives",
     "get_params",
+    "jit",
     "presets",
     "resting_state",
     "set_params",
     "simulate",
     "steady_state",
     "stimulus",
+    "xla",
 ]

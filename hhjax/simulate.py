@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
+from . import xla
 from ._checks import check_finite, check_positive_scalar, is_concrete
 from .integrators import get_method
 from .model import (
@@ -352,7 +353,7 @@ def _run_population(
     return out, final, v_max
 
 
-_run_jit = jax.jit(_run, static_argnames=("cfg",))  # traced inputs (grad, user jit/vmap)
+_run_jit = xla.jit(_run, static_argnames=("cfg",))  # traced inputs (grad, user jit/vmap)
 
 
 def _leaf_spec(x: Any) -> PartitionSpec:
@@ -398,7 +399,7 @@ _MODES = {"single": _run, "population": _run_population, "sharded": _run_sharded
 
 
 @functools.partial(
-    jax.jit, static_argnames=("layout", "cfg", "mode"), donate_argnames=("bufs",)
+    xla.jit, static_argnames=("layout", "cfg", "mode"), donate_argnames=("bufs",)
 )
 def _entry(
     packed: Array, arrays: tuple[Array, ...], stim: Array, weights: Array | None,
