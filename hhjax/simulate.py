@@ -763,7 +763,7 @@ def simulate(
         if n_pop is not None:
             recs, final, v_max = _population_run(
                 model, stim, weights, state0, dt, threshold, cfg, int(n_pop), shard,
-                chunk_size, progress, _reusable(reuse, cfg.record, (int(n_pop), n_rec), dtype),
+                chunk_size, progress, _reusable(reuse, model, cfg.record, (int(n_pop), n_rec), dtype),
             )
         else:
             recs, final, v_max = _call("single", model, stim, weights, state0, dt, threshold, cfg)
@@ -797,12 +797,20 @@ def _time_grid(n_rec: int, step: float, dtype: Any) -> Array:
 
 
 def _reusable(
-    reuse: Trace | None, record: tuple[str, ...], shape: tuple[int, int], dtype: Any,
+    reuse: Trace | None, model: Model, record: tuple[str, ...], shape: tuple[int, int],
+    dtype: Any,
 ) -> dict[str, Any] | None:
     """The record arrays of ``reuse`` to donate, checked against this run's records."""
     if reuse is None or not record:
         return None
     bufs = {k: getattr(reuse, k) for k in record}
+    names = {"gates": model.gate_names, "currents": tuple(model.channels)}
+    for kind in set(names) & set(record):
+        if isinstance(bufs[kind], dict) and set(bufs[kind]) != set(names[kind]):
+            raise ValueError(
+                f"reuse.{kind} has keys {sorted(bufs[kind])}; this model records "
+                f"{sorted(names[kind])}"
+            )
     for path, x in jax.tree_util.tree_leaves_with_path(bufs, is_leaf=lambda x: x is None):
         name = "reuse" + jax.tree_util.keystr(path)
         if not isinstance(x, jax.Array):

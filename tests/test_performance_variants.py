@@ -246,6 +246,9 @@ def test_reuse_writes_records_in_place_with_the_same_results():
         hhjax.simulate(model, stim, dt=DT, reuse=second)  # every step: (5, 401)
     with pytest.raises(ValueError, match="not a recorded array"):
         hhjax.simulate(model, stim, reuse=hhjax.simulate(model, stim, dt=DT), **kw)
+    other_model = hhjax.presets.connor_stevens()  # other gates, same shapes
+    with pytest.raises(ValueError, match=r"reuse.gates has keys"):
+        hhjax.simulate(other_model, stim, reuse=second, **kw)
     with pytest.raises(TypeError, match="reuse must be a hhjax.Trace"):
         hhjax.simulate(model, stim, dt=DT, reuse=np.zeros((5, 401)))
     # where the records cannot be written in place (one neuron, chunks), it stays intact
