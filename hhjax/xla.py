@@ -50,13 +50,28 @@ def cpu_compiler_options() -> dict[str, str]:
     return {_OPTION: "512"}
 
 
+def _top_level() -> bool:
+    """Whether no JAX transformation is being traced (a nested jit cannot take options).
+
+    Arguments alone do not tell: inside a user's ``jit`` they may all be constants.
+    This reads JAX's trace context (no public API says it); should that move, the
+    answer is False and hhjax compiles with XLA's defaults rather than fail.
+    """
+    try:
+        from jax._src import core
+
+        return bool(core.trace_ctx.is_top_level())
+    except (ImportError, AttributeError):
+        return False
+
+
 def jit(fun: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
     """``jax.jit(fun, **kwargs)``, with :func:`cpu_compiler_options` when JAX runs on CPU.
 
     The backend is looked up at each call (it is not known at import), so the same
     function compiles with XLA's defaults on a GPU. Called inside another
-    transformation (a user's ``jit``, ``grad``, ``vmap``: some argument is a tracer),
-    it is a plain nested ``jax.jit``: only the outermost compilation takes options.
+    transformation (a user's ``jit``, ``grad``, ``vmap``), it is a plain nested
+    ``jax.jit``: only the outermost compilation takes options.
     """
     plain = jax.jit(fun, **kwargs)
     options = cpu_compiler_options()
@@ -64,13 +79,12 @@ def jit(fun: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
         return plain
     on_cpu = jax.jit(fun, compiler_options=options, **kwargs)
 
-    def pick(args: Any) -> Any:
-        nested = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(args))
-        return plain if nested or jax.default_backend() != "cpu" else on_cpu
+    def pick() -> Any:
+        return on_cpu if _top_level() and jax.default_backend() == "cpu" else plain
 
     @functools.wraps(fun)
     def call(*args: Any, **kw: Any) -> Any:
-        return pick((args, kw))(*args, **kw)
+        return pick()(*args, **kw)
 
-    call.lower = lambda *args, **kw: pick((args, kw)).lower(*args, **kw)  # type: ignore[attr-defined]
+    call.lower = lambda *args, **kw: pick().lower(*args, **kw)  # type: ignore[attr-defined]
     return call

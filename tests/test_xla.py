@@ -61,3 +61,16 @@ def test_jit_top_level_and_nested_match_jax_jit(monkeypatch):
     monkeypatch.setattr(xla.jax, "jit", real_jit)
     jax.jit(lambda g: inner(g))(130.0)
     assert used == [None]  # nested: the plain jit (options there would raise)
+
+
+def test_simulate_inside_a_user_jit_with_constant_inputs(monkeypatch):
+    # every argument a constant, yet inside a trace: hhjax must not pass its options
+    # to the nested jit (JAX raises for that)
+    monkeypatch.setattr(xla, "_has_avx512", lambda: True)
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    model = hhjax.presets.squid()
+    stim = np.where(np.arange(400) * 0.025 >= 2.0, 10.0, 0.0).astype(np.float32)
+    want = float(hhjax.simulate(model, stim, dt=0.025).v.sum())
+    for s in (stim, np.stack([stim, stim])):  # one neuron, and a population
+        got = jax.jit(lambda x, s=s: x + hhjax.simulate(model, s, dt=0.025).v.sum())(0.0)
+        np.testing.assert_allclose(float(got), want * len(np.atleast_2d(s)), rtol=1e-4)
