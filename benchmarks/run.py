@@ -55,13 +55,13 @@ DT, T_MAX, STEP_START = 0.025, 100.0, 10.0
 N_STEPS = int(round(T_MAX / DT))
 RECORDS = {"v": dict(record="v"), "v10": dict(record="v", every=10), "spikes": dict(record="spikes")}
 REUSE = "+reuse"  # "v+reuse": each timed call writes into the previous call's record
+PEERS = ("numpy_euler", "scipy_odeint", "brian2_hh", "neuron_hh", "jaxley_hh", "brainpy_hh")
+PEER_MAX_N = {"scipy_odeint": 100}  # the adapters' own limits
 
 
 def _base(record: str) -> str:
     """The recording a peer is compared on (``"v+reuse"`` -> ``"v"``)."""
     return record.removesuffix(REUSE)
-PEERS = ("numpy_euler", "scipy_odeint", "brian2_hh", "neuron_hh", "jaxley_hh", "brainpy_hh")
-PEER_MAX_N = {"scipy_odeint": 100}  # the adapters' own limits
 
 
 def _log(msg: str) -> None:

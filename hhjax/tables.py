@@ -58,8 +58,9 @@ class GateTables(NamedTuple):
 # same numbers; the choice is only speed. XLA's CPU cost model splits a loop over the
 # threads by the bytes it moves: the optimised HLO shows the fused gate loops on one
 # thread at 1e4 neurons and on two at 1e5, while with the packed row they stay on both
-# (measured here, float32, 1e4 neurons, V every 10th step: 2.1e8 neuron-steps/s
-# packed vs 1.5e8 fused; 1e5 neurons: 2.2-2.5e8 packed vs 3.0-3.4e8 fused).
+# (measured here with XLA's default 256-bit vectors, float32, 1e4 neurons, V every 10th
+# step: 2.1e8 neuron-steps/s packed vs 1.5e8 fused; 1e5 neurons: 2.2-2.5e8 packed vs
+# 3.0-3.4e8 fused; with hhjax's 512-bit option the two swap order at 1e4 from run to run).
 _FUSED_GATHERS_FROM = 32768
 
 
