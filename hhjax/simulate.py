@@ -805,7 +805,7 @@ def _reusable(
         return None
     bufs = {k: getattr(reuse, k) for k in record}
     names = {"gates": model.gate_names, "currents": tuple(model.channels)}
-    for kind in set(names) & set(record):
+    for kind in (k for k in record if k in names):  # the record's order: stable errors
         if isinstance(bufs[kind], dict) and set(bufs[kind]) != set(names[kind]):
             raise ValueError(
                 f"reuse.{kind} has keys {sorted(bufs[kind])}; this model records "
