@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -74,3 +80,56 @@ def test_simulate_inside_a_user_jit_with_constant_inputs(monkeypatch):
     for s in (stim, np.stack([stim, stim])):  # one neuron, and a population
         got = jax.jit(lambda x, s=s: x + hhjax.simulate(model, s, dt=0.025).v.sum())(0.0)
         np.testing.assert_allclose(float(got), want * len(np.atleast_2d(s)), rtol=1e-4)
+
+
+def test_loop_threshold_joins_the_users_flags_and_never_replaces_their_choice():
+    opt = f"xla_cpu_small_while_loop_byte_threshold={xla.LOOP_BYTES}"
+    assert xla._with_loop_option("") == f"--xla_backend_extra_options={opt}"
+    assert xla._with_loop_option("--xla_cpu_prefer_vector_width=256") == (
+        f"--xla_cpu_prefer_vector_width=256 --xla_backend_extra_options={opt}"
+    )
+    assert xla._with_loop_option("--xla_backend_extra_options=a=1 --x=2") == (
+        f"--xla_backend_extra_options=a=1,{opt} --x=2"  # one map: theirs, then ours
+    )
+    assert xla._with_loop_option("--xla_backend_extra_options=") == (
+        f"--xla_backend_extra_options={opt}"
+    )
+    mine = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=64"
+    assert xla._with_loop_option(mine) is None
+
+
+_LOOPS = """
+import json, sys
+import jax, jax.numpy as jnp
+if sys.argv[1] == "late":
+    jnp.ones(2).block_until_ready()  # a JAX backend starts before hhjax is imported
+import os, hhjax
+model = hhjax.presets.neuron_hh()
+stim = jnp.where(jnp.arange(400) * 0.025 >= 2.0, 10.0, 0.0)
+def loss(g):
+    return jnp.mean(hhjax.simulate(hhjax.set_params(model, {"na.g": g}), stim, dt=0.025).v ** 2)
+hlo = jax.jit(jax.grad(loss)).lower(120.0).compile().as_text()
+print(json.dumps({"configured": hhjax.xla.loops_configured,
+                  "flags": os.environ.get("XLA_FLAGS", ""),
+                  "loops": hlo.count(" while("), "one_function": hlo.count("xla_cpu_small_call")}))
+"""
+
+
+def _loops(case: str, **env: str) -> dict:
+    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "HHJAX_XLA_FLAGS")}
+    out = subprocess.run(
+        [sys.executable, "-c", _LOOPS, case], env={**base, **env}, capture_output=True,
+        text=True, check=True, cwd=Path(__file__).resolve().parents[1],
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_import_makes_one_neurons_gradient_loops_single_functions():
+    on = _loops("fresh")
+    assert on["configured"] and "xla_cpu_small_while_loop_byte_threshold" in on["flags"]
+    assert on["loops"] >= 2 and on["one_function"] == on["loops"]  # backward loop too
+    off = _loops("fresh", HHJAX_XLA_FLAGS="0")  # opted out: XLA's default 1 kB
+    assert not off["configured"] and off["flags"] == ""
+    assert off["one_function"] < off["loops"]  # so the flag is what made the difference
+    late = _loops("late")  # a backend already started: left alone
+    assert not late["configured"] and late["flags"] == ""
