@@ -132,6 +132,9 @@ def _environment() -> dict[str, Any]:
         "jaxlib": jaxlib.__version__, "numpy": np.__version__, "hhjax": hhjax.__version__,
         "devices": [str(d) for d in jax.devices()], "backend": jax.default_backend(),
         "load_avg_start": os.getloadavg(),
+        # hhjax's import adds its small-loop threshold here; the peers' processes
+        # inherit these flags, so every JAX tool runs under the same ones
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
     }
 
@@ -301,6 +304,8 @@ def markdown(result: dict[str, Any]) -> str:
            f"{result.get('load_avg_end', [float('nan')])[0]:.1f} (2 cores: above ~0.5 "
            f"other jobs were running and the numbers are pessimistic)",
            f"- command: `{result['command']}`",
+           f"- XLA_FLAGS (hhjax's and the JAX peers' processes): "
+           f"`{env.get('xla_flags') or '(none)'}`",
            "- workload: NEURON `hh` point neurons, step of linspace(9.5, 10.5, N) uA/cm2 "
            "from 10 ms, dt 0.025 ms, 100 ms (4000 steps), from rest", "",
            "## hhjax (`hhjax.simulate`)", "",
