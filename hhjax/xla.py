@@ -18,10 +18,11 @@ CPU runtime executes a loop body kernel by kernel, each a task of its own, unles
 loop touches fewer than ``xla_cpu_small_while_loop_byte_threshold`` bytes per iteration
 (default 1024); then the whole loop is compiled as one function. One neuron's gradient
 loop touches a few kB per step, so by default each of its 4000 steps ran ~36 separate
-tasks: ``jax.grad`` took 6-9 ms against a 0.45 ms forward run; at 256 KiB, 1.0-1.2 ms.
-256 KiB covers the loops of up to ~1e3 neurons (forward and backward); from 1e4 neurons
-on, loops stay task by task, where XLA splits each kernel over the cores (1 MiB took in
-the 1e4-neuron loops and cost 10-25 % there).
+tasks: ``jax.grad`` took 6-9 ms against a 0.45 ms forward run; at 128 KiB, ~1 ms.
+128 KiB takes in every loop of up to ~100 neurons and the forward loops of ~1e3; larger
+loops stay task by task, where XLA splits each kernel over the cores (1 MiB took in the
+1e4-neuron loops and cost 10-25 % there; 256 KiB took in part of the 1e3-neuron
+gradient loops, which measured slower than all or none).
 The threshold is a backend option with no per-compilation form, so hhjax adds it to
 ``XLA_FLAGS`` when it is imported, and only when JAX has not started a backend yet (it
 is read once), the user has not set it and ``HHJAX_XLA_FLAGS=0`` does not opt out. It
@@ -44,7 +45,7 @@ __all__ = ["configure_loops", "cpu_compiler_options", "jit", "loops_configured"]
 _OPTION = "xla_cpu_prefer_vector_width"
 _LOOP_OPTION = "xla_cpu_small_while_loop_byte_threshold"
 _EXTRA = "--xla_backend_extra_options="
-LOOP_BYTES = 1 << 18  # bytes touched per iteration below which a loop is one function
+LOOP_BYTES = 1 << 17  # bytes touched per iteration below which a loop is one function
 loops_configured = False  # set by configure_loops() at import
 
 
