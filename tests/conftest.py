@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
 import pytest
+
+# the suite never writes a compile cache to the user's home (the CLI would)
+os.environ.setdefault("HHJAX_COMPILE_CACHE", "0")
 
 
 @pytest.fixture(params=["float32", "float64"])

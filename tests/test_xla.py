@@ -133,3 +133,43 @@ def test_import_makes_one_neurons_gradient_loops_single_functions():
     assert off["one_function"] < off["loops"]  # so the flag is what made the difference
     late = _loops("late")  # a backend already started: left alone
     assert not late["configured"] and late["flags"] == ""
+
+
+_CACHE = """
+import json, sys
+import jax
+if sys.argv[1] == "theirs":
+    jax.config.update("jax_compilation_cache_dir", sys.argv[2])
+import numpy as np, hhjax
+from jax._src import monitoring
+events = []
+monitoring.register_event_listener(lambda name, **kw: events.append(name))
+path = hhjax.xla.enable_compile_cache()
+stim = np.where(np.arange(200) * 0.025 >= 1.0, 10.0, 0.0).astype(np.float32)
+hhjax.simulate(hhjax.presets.squid(), stim, dt=0.025).v.block_until_ready()
+print(json.dumps({"path": None if path is None else str(path),
+                  "hits": events.count("/jax/compilation_cache/cache_hits"),
+                  "misses": events.count("/jax/compilation_cache/cache_misses")}))
+"""
+
+
+def _cache(tmp_path: Path, *args: str, **env: str) -> dict:
+    base = {k: v for k, v in os.environ.items() if k not in ("HHJAX_COMPILE_CACHE", "XDG_CACHE_HOME")}
+    out = subprocess.run(
+        [sys.executable, "-c", _CACHE, *args], env={**base, "XDG_CACHE_HOME": str(tmp_path), **env},
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_compile_cache_lets_a_second_process_skip_compiling(tmp_path):
+    first = _cache(tmp_path, "ours")
+    assert first["path"] == str(tmp_path / "hhjax" / "xla")
+    assert first["misses"] >= 1 and first["hits"] == 0
+    assert any((tmp_path / "hhjax" / "xla").iterdir())  # programs written to disk
+    second = _cache(tmp_path, "ours")
+    assert second["hits"] >= 1 and second["misses"] == 0  # nothing compiled again
+    theirs = tmp_path / "theirs"
+    assert _cache(tmp_path, "theirs", str(theirs))["path"] is None  # the user's choice
+    assert _cache(tmp_path / "off", "ours", HHJAX_COMPILE_CACHE="0")["path"] is None
+    assert not (tmp_path / "off").exists()
