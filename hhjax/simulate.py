@@ -13,6 +13,7 @@ is sharded across every local device when there are several (see
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -45,6 +46,7 @@ RECORDABLE = ("v", "gates", "currents", "spikes")
 RATES = ("exact", "table")
 V_LIMIT = 1e4  # mV; |V| beyond this (or NaN/inf) means the integration diverged
 SPIKE_BLOCK_MS = 1.0  # spikes-only mode merges crossings into the buffer once per ~1 ms
+_MIN_TILE = 128  # neurons: smaller tiles would spend their time in loop overhead
 _SPIKES_PER_BLOCK = 2  # crossing times kept per merge block (first and last)
 
 
@@ -102,18 +104,20 @@ class _Static(NamedTuple):
     max_spikes: int  # 0: no spike recording
     rates: str
     factored: bool = False  # stim holds profiles (time-major, P per step), weights (..., P)
+    tile: int = 0  # neurons per tile of a population run (0: the whole population at once)
 
 
 def _run_single(
     model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
     threshold: Array, tables: Any, cfg: _Static, population_first: bool = False,
-    bufs: dict[str, Any] | None = None,
+    bufs: dict[str, Any] | None = None, row: Array | int = 0,
 ) -> tuple[dict[str, Any], State, Array]:
     """Simulate one neuron, or a vector of neurons: (records incl. t = 0, final, max |V|).
 
     ``stim`` is time-major: ``(n_steps,)``, or ``(n_steps, N)`` with every state leaf
     ``(N,)`` (then ``state0`` is required and records are ``(n_rec, N)``, or
-    ``(N, n_rec)`` with ``population_first``: see :func:`_record_population_first`). With
+    ``(N, n_rec)`` with ``population_first``: see :func:`_record_population_first`; given
+    ``bufs``, they are written into those buffers from row ``row`` on). With
     ``cfg.factored``, ``stim`` is ``(n_steps, P)`` time profiles shared by all neurons
     and each step's current is ``weights @ stim[k]`` (``weights`` ``(P,)`` or ``(N, P)``).
 
@@ -210,7 +214,7 @@ def _run_single(
             recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), recs, rest)
     elif population_first:
         carry, recs = _record_population_first(
-            scan_units, carry, head, _observe(model, state0, cfg.record), bufs
+            scan_units, carry, head, _observe(model, state0, cfg.record), bufs, row
         )
     else:
         carry, recs = scan_units(carry, head)
@@ -221,7 +225,11 @@ def _run_single(
         recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, recs)
     v_max = carry[1]
     if vmax_from_record:  # the record holds every state, the initial one included
-        v_max = jnp.max(jnp.abs(recs["v"]), axis=-1 if population_first else 0)
+        if population_first:  # this run's rows of the buffer
+            rows = jax.lax.dynamic_slice_in_dim(recs["v"], row, state0.v.shape[0])
+            v_max = jnp.max(jnp.abs(rows), axis=-1)
+        else:
+            v_max = jnp.max(jnp.abs(recs["v"]), axis=0)
     if spikes:
         count, _, times = carry[3]
         recs["spike_times"], recs["spike_counts"] = times, count
@@ -233,7 +241,7 @@ _RECORD_BLOCK = 50  # recording units per block written population-first (measur
 
 def _record_population_first(
     scan_units: Any, carry: tuple[Any, ...], head: Array, first: dict[str, Any],
-    bufs: dict[str, Any] | None = None,
+    bufs: dict[str, Any] | None = None, row: Array | int = 0,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Run ``scan_units`` over ``head`` and return the records as ``(N, 1 + units)``.
 
@@ -243,11 +251,14 @@ def _record_population_first(
     recorded time-major (a small array that stays in cache), transposed and written
     in place into one ``(N, 1 + units)`` buffer per field that holds the first sample
     in column 0. At N = 1e5 this doubled the throughput with V recorded every step.
+    Given ``bufs`` (larger than this run), the rows from ``row`` on are written.
     """
     units = head.shape[0]
     if bufs is None:
         bufs = jax.tree_util.tree_map(lambda x: jnp.zeros((x.shape[0], 1 + units), x.dtype), first)
-    bufs = jax.tree_util.tree_map(lambda b, x: b.at[:, 0].set(x), bufs, first)
+    bufs = jax.tree_util.tree_map(
+        lambda b, x: jax.lax.dynamic_update_slice(b, x[:, None], (row, 0)), bufs, first
+    )
     if units == 0:
         return carry, bufs
     size = min(_RECORD_BLOCK, units)
@@ -255,7 +266,7 @@ def _record_population_first(
 
     def write(bufs: Any, recs: Any, col: Any) -> Any:
         return jax.tree_util.tree_map(
-            lambda b, r: jax.lax.dynamic_update_slice(b, r.T, (0, col)), bufs, recs
+            lambda b, r: jax.lax.dynamic_update_slice(b, r.T, (row, col)), bufs, recs
         )
 
     def block(state: tuple[Any, Any], x: tuple[Array, Array]) -> tuple[Any, None]:
@@ -340,17 +351,69 @@ def _run_population(
     state0 = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n,)).astype(dtype), state0)
     if cfg.factored:  # profiles are already time-major; no (N, n_steps) array exists
         weights = jnp.broadcast_to(weights, (n, weights.shape[-1]))
-    elif stim.ndim == 2:
-        stim = stim.T
-    recs, final, v_max = _run_single(
-        model, stim, weights, state0, dt, threshold, tables, cfg, population_first=True,
-        bufs=bufs,
-    )
+    if 0 < cfg.tile < n:
+        recs, final, v_max = _run_tiles(
+            model, stim, weights, state0, dt, threshold, tables, cfg, bufs
+        )
+    else:
+        recs, final, v_max = _run_single(
+            model, stim.T if stim.ndim == 2 and not cfg.factored else stim, weights, state0,
+            dt, threshold, tables, cfg, population_first=True, bufs=bufs,
+        )
     out = {k: recs[k] for k in cfg.record}
     for k in ("spike_times", "spike_counts"):
         if k in recs:
             out[k] = recs[k]
     return out, final, v_max
+
+
+def _run_tiles(
+    model: Model, stim: Array, weights: Array | None, state0: State, dt: Array,
+    threshold: Array, tables: Any, cfg: _Static, bufs: dict[str, Array] | None,
+) -> tuple[dict[str, Any], State, Array]:
+    """:func:`_run_population` one tile of ``cfg.tile`` neurons after the other.
+
+    Each tile runs the whole time loop and writes its rows of the records in place
+    (the last tile is shifted back to end at the last neuron, so a few neurons run
+    twice, with the same result). A tile is small enough for XLA to compile its loop
+    as one function (see :mod:`hhjax.xla`), which runs several times faster per step
+    than the same loop kernel by kernel; with one CPU device per core (the default,
+    see :mod:`hhjax.population`) every core runs its own shard of tiles.
+    """
+    n, size = state0.v.shape[0], cfg.tile
+    n_rec = (stim.shape[0] if cfg.factored else stim.shape[-1]) // cfg.every + 1
+
+    def rows(x: Any, r0: Array) -> Any:  # a tile of every per-neuron leaf
+        return x if np.ndim(x) == 0 else jax.lax.dynamic_slice_in_dim(x, r0, size)
+
+    def put(x: Array, part: Array, r0: Array) -> Array:
+        return jax.lax.dynamic_update_slice_in_dim(x, part, r0, 0)
+
+    if bufs is None:
+        first = _observe(model, state0, cfg.record)
+        bufs = jax.tree_util.tree_map(lambda x: jnp.zeros((n, n_rec), x.dtype), first)
+    spikes = cfg.max_spikes > 0
+    extra0 = {}
+    if spikes:
+        extra0 = {"spike_times": jnp.zeros((n, cfg.max_spikes), stim.dtype),
+                  "spike_counts": jnp.zeros((n,), jnp.int32)}
+    out0 = (bufs, extra0, state0, jnp.zeros((n,), stim.dtype))
+
+    def tile(j: Array, out: tuple[Any, ...]) -> tuple[Any, ...]:
+        bufs, extra, final, v_max = out
+        r0 = jnp.minimum(j * size, n - size)
+        m, s0, w = jax.tree_util.tree_map(lambda x: rows(x, r0), (model, state0, weights))
+        st = stim if cfg.factored or stim.ndim == 1 else rows(stim, r0).T
+        recs, fin, vm = _run_single(
+            m, st, w, s0, dt, threshold, tables, cfg, population_first=True, bufs=bufs, row=r0,
+        )
+        bufs = {k: recs[k] for k in bufs}
+        extra = {k: put(x, recs[k], r0) for k, x in extra.items()}
+        final = jax.tree_util.tree_map(lambda x, y: put(x, y, r0), final, fin)
+        return bufs, extra, final, put(v_max, vm, r0)
+
+    bufs, extra, final, v_max = jax.lax.fori_loop(0, -(-n // size), tile, out0)
+    return {**bufs, **extra}, final, v_max
 
 
 _run_jit = xla.jit(_run, static_argnames=("cfg",))  # traced inputs (grad, user jit/vmap)
@@ -554,6 +617,39 @@ def _take(tree: Any, lo: int, hi: int, pad: int, batched: Any) -> Any:
     return jax.tree_util.tree_map(cut, tree, batched)
 
 
+# Values one neuron's loop touches per step, in units of the dtype's size (fitted to
+# where XLA stops compiling the loop as one function, for the presets, both dtypes and
+# every record kind; checked by tests/test_performance_variants.py)
+_TILE_ITEMS_STATE, _TILE_ITEMS_FIELD, _TILE_ITEMS_SPIKES = 6, 4, 20
+
+
+def _tile_size(model: Model, cfg: _Static, dtype: Any, n_local: int, n_dev: int) -> int:
+    """Neurons per tile for a population of ``n_local`` per device (0: no tiles).
+
+    Tiles pay on CPU when every core has a device of its own (then each device runs
+    its tiles on one core) and XLA compiles loops under hhjax's threshold as one
+    function (:func:`hhjax.xla.loop_bytes`). The size keeps the tile's loop under it;
+    tiles are made equal, so the last (shifted back to end at the last neuron) repeats
+    fewer neurons than there are tiles.
+    """
+    threshold = xla.loop_bytes()
+    cpu = jax.default_backend() == "cpu"
+    if not threshold or not cpu or n_dev < (os.cpu_count() or 1) or cfg.rates != "exact":
+        return 0  # (a table lookup is a gather, which keeps XLA from hoisting the loop)
+    per_kind = {"v": 1, "gates": len(model.gate_names), "currents": len(model.channels)}
+    fields = sum(per_kind[k] for k in cfg.record)
+    items = (
+        _TILE_ITEMS_STATE * (1 + len(model.gate_names))
+        + _TILE_ITEMS_FIELD * max(0, fields - 1)
+        + (_TILE_ITEMS_SPIKES if cfg.max_spikes else 0)
+    )
+    largest = max(_MIN_TILE, threshold // (items * np.dtype(dtype).itemsize))
+    if largest >= n_local:
+        return 0
+    n_tiles = -(-n_local // largest)
+    return -(-n_local // n_tiles)  # tiles of equal size: the last one overlaps < n_tiles
+
+
 def _population_run(
     model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
     threshold: Array, cfg: _Static, n: int, shard: bool, chunk: int | None,
@@ -582,6 +678,7 @@ def _population_run(
         if chunk < n:  # a power of two: the same compiled shapes from call to call
             chunk = max(multiple, multiple * 2 ** int(np.log2(chunk // multiple)))
     chunk = max(1, min(int(chunk), n))
+    cfg = cfg._replace(tile=_tile_size(model, cfg, stim.dtype, chunk // multiple, n_dev if sharded else 1))
     batched = (
         jax.tree_util.tree_map(lambda x: np.ndim(x) == 1, model),
         stim.ndim == 2 and not cfg.factored,

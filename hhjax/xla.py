@@ -48,7 +48,8 @@ from typing import Any
 import jax
 
 __all__ = [
-    "configure_loops", "cpu_compiler_options", "enable_compile_cache", "jit", "loops_configured",
+    "configure_loops", "cpu_compiler_options", "enable_compile_cache", "jit", "loop_bytes",
+    "loops_configured",
 ]
 
 _OPTION = "xla_cpu_prefer_vector_width"
@@ -70,6 +71,18 @@ def _with_loop_option(flags: str) -> str | None:
             tokens[i] = token + ("," if token != _EXTRA else "") + entry
             return " ".join(tokens)
     return " ".join([*tokens, _EXTRA + entry])
+
+
+def loop_bytes() -> int:
+    """The small-loop threshold in ``XLA_FLAGS`` (hhjax's or the user's), bytes; 0 if unset
+    (XLA's default of 1 kB, too small for any population loop)."""
+    for token in os.environ.get("XLA_FLAGS", "").split():
+        if token.startswith(_EXTRA):
+            for entry in token[len(_EXTRA):].split(","):
+                key, _, value = entry.partition("=")
+                if key == _LOOP_OPTION and value.isdigit():
+                    return int(value)
+    return 0
 
 
 def _backends_started() -> bool:

@@ -232,7 +232,9 @@ def test_validation_of_new_options():
 
 
 def test_reuse_writes_records_in_place_with_the_same_results():
-    model, stim = _population(5, 400, jnp.float32)
+    # a population that splits evenly over the CPU devices (one per core): no padding
+    n = 2 * jax.local_device_count()
+    model, stim = _population(n, 400, jnp.float32)
     kw = dict(dt=DT, record=("v", "gates", "currents"), every=3)
     first = hhjax.simulate(model, stim, **kw)
     ref = [np.array(x) for x in jax.tree_util.tree_leaves(first)]  # copies, not views
@@ -242,15 +244,15 @@ def test_reuse_writes_records_in_place_with_the_same_results():
     assert first.v.is_deleted() and first.currents["na"].is_deleted()  # donated
     with pytest.raises(ValueError, match="already donated"):
         hhjax.simulate(model, stim, reuse=first, **kw)
-    with pytest.raises(ValueError, match=r"reuse\['v'\] has shape \(5, 134\)"):
-        hhjax.simulate(model, stim, dt=DT, reuse=second)  # every step: (5, 401)
+    with pytest.raises(ValueError, match=rf"reuse\['v'\] has shape \({n}, 134\)"):
+        hhjax.simulate(model, stim, dt=DT, reuse=second)  # every step: (n, 401)
     with pytest.raises(ValueError, match="not a recorded array"):
         hhjax.simulate(model, stim, reuse=hhjax.simulate(model, stim, dt=DT), **kw)
     other_model = hhjax.presets.connor_stevens()  # other gates, same shapes
     with pytest.raises(ValueError, match=r"reuse.gates has keys"):
         hhjax.simulate(other_model, stim, reuse=second, **kw)
     with pytest.raises(TypeError, match="reuse must be a hhjax.Trace"):
-        hhjax.simulate(model, stim, dt=DT, reuse=np.zeros((5, 401)))
+        hhjax.simulate(model, stim, dt=DT, reuse=np.zeros((n, 401)))
     # where the records cannot be written in place (one neuron, chunks), it stays intact
     one = hhjax.simulate(model, stim[0], dt=DT)
     hhjax.simulate(model, stim[0], dt=DT, reuse=one)
@@ -263,6 +265,89 @@ def test_reuse_writes_records_in_place_with_the_same_results():
     other = hhjax.simulate(model, 0.5 * stim, dt=DT, reuse=again)  # other values
     np.testing.assert_array_equal(view, np.asarray(chunked.v))
     assert not np.array_equal(view, np.asarray(other.v))
+
+
+def _tiled_and_plain(monkeypatch, model, stim, tile: int, **kw):
+    """The same run with the population in tiles of ``tile`` and in one piece."""
+    sim = sys.modules["hhjax.simulate"]
+    ran = []
+    run_tiles = sim._run_tiles
+    monkeypatch.setattr(sim, "_run_tiles", lambda *a: ran.append(1) or run_tiles(*a))
+    monkeypatch.setattr(sim, "_tile_size", lambda *a: tile)
+    tiled = hhjax.simulate(model, stim, dt=DT, **kw)
+    assert ran, "the tiled path did not run"
+    monkeypatch.setattr(sim, "_tile_size", lambda *a: 0)
+    return tiled, hhjax.simulate(model, stim, dt=DT, shard=False, **kw)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_tiles_give_the_results_of_one_piece(monkeypatch, dtype):
+    # 203 neurons over the devices, in tiles of 48: the last tile of each shard overlaps
+    # the one before it; per-neuron g_Na, a dense stimulus and an initial state per neuron
+    n = 203
+    with jax.enable_x64(dtype == jnp.float64):
+        model, stim = _population(n, 400, dtype)
+        model = hhjax.set_params(model, {"na.g": np.linspace(100.0, 140.0, n)})
+        rest = hhjax.resting_state(hhjax.presets.neuron_hh())
+        state0 = jax.tree_util.tree_map(lambda x: jnp.full(n, x, dtype), rest)
+        state0 = state0._replace(v=state0.v + jnp.linspace(-5.0, 5.0, n, dtype=dtype))
+        kw = dict(record=("v", "gates", "currents"), every=3, state0=state0)
+        tiled, plain = _tiled_and_plain(monkeypatch, model, stim, 48, **kw)
+        _assert_same(tiled, plain)
+        tiled, plain = _tiled_and_plain(monkeypatch, model, stim, 48, record="spikes")
+        _assert_same(tiled, plain)
+        assert int(np.sum(plain.spike_counts)) >= n  # every neuron spikes
+        step = hhjax.stimulus.step_current(jnp.asarray(np.linspace(6, 14, n), dtype), 5.0)
+        tiled, plain = _tiled_and_plain(monkeypatch, model, step, 48, t_max=10.0)  # factored
+        _assert_same(tiled, plain)
+
+
+@pytest.mark.parametrize("preset, dtype, record", [
+    ("neuron_hh", "float32", "v"),
+    ("connor_stevens", "float32", "spikes"),
+    ("neuron_hh", "float64", ("v", "gates", "currents")),
+])
+def test_tile_size_keeps_the_tile_loop_one_function(monkeypatch, preset, dtype, record):
+    # the point of a tile: XLA compiles its time loop as one function (an
+    # ``xla_cpu_small_call``); the size formula must stay under XLA's threshold
+    sim = sys.modules["hhjax.simulate"]
+    if not hhjax.xla.loop_bytes():
+        pytest.skip("hhjax's small-loop threshold is not set in this process")
+    entry, texts = sim._entry, []
+
+    def compiled(*args, **kw):
+        c = entry.lower(*args, **kw).compile()
+        texts.append(c.as_text())
+        return c(*args)
+
+    tile_size = sim._tile_size
+    sizes = []
+    monkeypatch.setattr(sim, "_tile_size", lambda m, c, d, n, k: sizes.append(
+        tile_size(m, c, d, n, os.cpu_count() or 1)) or sizes[-1])
+    monkeypatch.setattr(sim, "_entry", compiled)
+    with jax.enable_x64(dtype == "float64"):
+        model = getattr(hhjax.presets, preset)()
+        amps = jnp.asarray(np.linspace(6.0, 14.0, 4096), dtype)
+        stim = hhjax.stimulus.step_current(amps, 5.0)
+        hhjax.simulate(model, stim, dt=DT, t_max=5.0, record=record, shard=False)
+    assert 128 <= sizes[0] < 4096
+    # the resting-state search is one small call; the tile's time loop must be another
+    assert texts[0].count("xla_cpu_small_call") >= 2
+
+
+def test_import_gives_one_cpu_device_per_core():
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = "import os, jax, hhjax; print(jax.local_device_count(), os.cpu_count())"
+    counts = []
+    for extra in ({}, {"HHJAX_CPU_DEVICES": "1"}):
+        env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "HHJAX_CPU_DEVICES")}
+        env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(here), env.get("PYTHONPATH", "")])
+        out = subprocess.run([sys.executable, "-c", code], env={**env, **extra},
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        counts.append(tuple(int(x) for x in out.stdout.split()))
+    (devices, cores), (opted_out, _) = counts
+    assert devices == cores and opted_out == 1
 
 
 def test_cpu_devices_not_changed_after_backend_start():
