@@ -207,22 +207,27 @@ def bench_gradient(n_steps: int, checkpoint: bool, repeats: int, n: int = 1) -> 
     amps = np.linspace(9.5, 10.5, n) if n > 1 else np.array([10.0])
     stim = (np.arange(n_steps) * DT >= STEP_START) * amps[:, None]
     stim = jnp.asarray(stim if n > 1 else stim[0], jnp.float32)
-    target = hhjax.simulate(model, stim, dt=DT).v
+    # on one device, as loaded data would be: a population's trace is sharded over the
+    # CPU devices, and a jit given a sharded argument compiles for all of them (here a
+    # cross-device reduction per step in the backward pass, 1.8x slower; README)
+    target = jnp.asarray(np.asarray(hhjax.simulate(model, stim, dt=DT).v))
 
-    def loss(g_na: jax.Array) -> jax.Array:
+    # data as arguments, as in fitting: closed over, they would be compiled in as
+    # constants (at 1000 neurons x 1e5 steps, 2 x 400 MB and ~18 s of compiling)
+    def loss(g_na: jax.Array, stim: jax.Array, target: jax.Array) -> jax.Array:
         m = hhjax.set_params(model, {"na.g": g_na})
         v = hhjax.simulate(m, stim, dt=DT, checkpoint=checkpoint).v
         return jnp.mean((v - target) ** 2)
 
     out: dict[str, Any] = {"n": n, "n_steps": n_steps, "checkpoint": checkpoint}
     for name, fn in (("forward", hhjax.jit(loss)), ("grad", hhjax.jit(jax.grad(loss)))):
-        x = jnp.float32(110.0)
+        args = (jnp.float32(110.0), stim, target)
         t0 = time.perf_counter()
-        compiled = fn.lower(x).compile()
+        compiled = fn.lower(*args).compile()
         out[f"{name}_compile_s"] = time.perf_counter() - t0
-        jax.block_until_ready(compiled(x))
+        jax.block_until_ready(compiled(*args))
         out[f"{name}_s"], _ = _median_runs(
-            lambda c=compiled, x=x: jax.block_until_ready(c(x)), repeats
+            lambda c=compiled, a=args: jax.block_until_ready(c(*a)), repeats
         )
         mem = compiled.memory_analysis()
         out[f"{name}_temp_mb"] = None if mem is None else mem.temp_size_in_bytes / 2**20

@@ -5,9 +5,10 @@ axis, if any, to the outside with one ``jax.vmap``, and runs a jit-compiled scan
 per-step input is the stimulus. Recording every k-th step is a nested scan, so memory
 follows what is recorded rather than the number of steps; ``record="spikes"`` keeps
 only spike counts and a fixed number of interpolated spike times per neuron (O(N)
-memory). A population uses every core (XLA splits each step over its thread pool),
-is sharded across every local device when there are several (see
-:mod:`hhjax.population`), and is split into chunks when it would not fit in memory.
+memory). A population is sharded across every local device (on a CPU, one device
+per core; see :mod:`hhjax.population`), runs on each in tiles whose time loop XLA
+compiles as one function (:func:`_run_tiles`), and is split into chunks when it would
+not fit in memory.
 """
 
 from __future__ import annotations
@@ -728,10 +729,10 @@ def simulate(
     """Simulate a neuron, or a population, under an injected current.
 
     A population (a model whose leaves have a leading axis of length N and/or a
-    stimulus of shape ``(N, n_steps)``) runs on every core (XLA splits each step over
-    its thread pool), is split over the local devices when there are several (GPUs;
-    see :mod:`hhjax.population`) and, when it would not fit in memory, runs in chunks
-    with a progress line on stderr. Results do not depend on any of these.
+    stimulus of shape ``(N, n_steps)``) is split over the local devices (one per core
+    on a CPU, or GPUs; see :mod:`hhjax.population`), runs on a CPU device in tiles of
+    neurons and, when it would not fit in memory, runs in chunks with a progress line
+    on stderr. Results do not depend on any of these.
 
     Args:
         model: the model (a population if some leaves have a leading axis of length N).

@@ -19,8 +19,10 @@ loop touches fewer than ``xla_cpu_small_while_loop_byte_threshold`` bytes per it
 (default 1024); then the whole loop is compiled as one function. One neuron's gradient
 loop touches a few kB per step, so by default each of its 4000 steps ran ~36 separate
 tasks: ``jax.grad`` took 6-9 ms against a 0.45 ms forward run; at 128 KiB, ~1 ms.
-128 KiB takes in every loop of up to ~100 neurons and the forward loops of ~1e3; larger
-loops stay task by task, where XLA splits each kernel over the cores (1 MiB took in the
+128 KiB takes in every loop of up to ~100 neurons and the forward loops of ~1e3 (and so
+the tiles :func:`hhjax.simulate` cuts a population into on a CPU, sized from
+:func:`loop_bytes`); larger loops stay task by task, where XLA splits each kernel over
+the cores (1 MiB took in the
 1e4-neuron loops and cost 10-25 % there; 256 KiB took in part of the 1e3-neuron
 gradient loops, and gave no gain there: 144-202 ms per gradient against 137-202 ms
 with none and 118-150 ms with all, too noisy to keep a split).
