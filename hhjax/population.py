@@ -8,8 +8,9 @@ A population simulation is independent per neuron, so it splits without communic
   population, run tile by tile (see ``_run_tiles`` in :mod:`hhjax.simulate`): each
   tile's time loop is small enough for XLA to compile as one function (see
   :mod:`hhjax.xla`). On this project's 2-core machine, 1e5 neurons recording V every
-  step ran at 3.2e8 neuron-steps/s this way against 1.9-2.0e8 on one device, where XLA
-  splits each kernel of every step over both threads (see ``benchmarks/README.md``).
+  10th step ran at 4.4-4.6e8 neuron-steps/s this way against 3.4-3.9e8 on one device,
+  where XLA splits each kernel of every step over both threads (see
+  ``benchmarks/README.md``).
   A computation on one device (a user's ``jit`` or ``grad``) still uses every core.
 * **Every device.** :func:`population_mesh` is a 1-D mesh over ``jax.local_devices()``
   (several GPUs, or CPU devices when the user asked for them); :func:`hhjax.simulate`

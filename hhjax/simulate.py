@@ -334,8 +334,9 @@ def _run_population(
     population-first ``(N, n_rec)`` block by block (``checkpoint`` has no effect here:
     nothing is differentiated). XLA then runs one time loop over contiguous vectors;
     the loop it builds for the ``vmap`` (which also transposes both) splits the step into more
-    kernels and measured 1.5x slower. (Cutting the population into cache-sized tiles,
-    each running the whole time loop, measured no faster.) Forward only: traced
+    kernels and measured 1.5x slower. With ``cfg.tile`` the population runs in tiles,
+    each running the whole time loop (:func:`_run_tiles`; before XLA compiled small
+    loops as one function, tiles measured no faster). Forward only: traced
     calls (``jax.grad``, user ``jit``/``vmap``) use :func:`_run`. ``bufs``: donated
     ``(N, n_rec)`` record buffers to write into (see ``reuse`` in :func:`simulate`).
     """

@@ -300,6 +300,8 @@ def test_tiles_give_the_results_of_one_piece(monkeypatch, dtype):
         step = hhjax.stimulus.step_current(jnp.asarray(np.linspace(6, 14, n), dtype), 5.0)
         tiled, plain = _tiled_and_plain(monkeypatch, model, step, 48, t_max=10.0)  # factored
         _assert_same(tiled, plain)
+        tiled, plain = _tiled_and_plain(monkeypatch, model, stim[-1], 48, every=7)  # shared
+        _assert_same(tiled, plain)
 
 
 @pytest.mark.parametrize("preset, dtype, record", [
