@@ -4,6 +4,7 @@ Units: mV, ms, uF/cm2, mS/cm2, uA/cm2.
 """
 
 from . import analysis as analysis
+from . import population as population
 from . import presets as presets
 from . import stimulus as stimulus
 from . import xla as xla
@@ -40,6 +41,7 @@ __all__ = [
     "derivatives",
     "get_params",
     "jit",
+    "population",
     "presets",
     "resting_state",
     "set_params",

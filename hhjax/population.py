@@ -35,11 +35,20 @@ __all__ = [
     "Progress",
     "available_memory",
     "chunk_size",
+    "cores",
     "enable_cpu_devices",
     "population_mesh",
 ]
 
 AXIS = "population"  # name of the mesh axis the population is sharded along
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 def enable_cpu_devices(count: int | None = None) -> bool:
@@ -51,7 +60,7 @@ def enable_cpu_devices(count: int | None = None) -> bool:
     device, JAX's default). Only the CPU platform is affected.
 
     Args:
-        count: number of CPU devices; default ``HHJAX_CPU_DEVICES`` or ``os.cpu_count()``.
+        count: number of CPU devices; default ``HHJAX_CPU_DEVICES`` or :func:`cores`.
 
     Returns:
         True if the setting was applied.
@@ -60,7 +69,7 @@ def enable_cpu_devices(count: int | None = None) -> bool:
 
     env = os.environ.get("HHJAX_CPU_DEVICES")
     if count is None:
-        count = int(env) if env and env.isdigit() else (os.cpu_count() or 1)
+        count = int(env) if env and env.isdigit() else cores()
     if count <= 1 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return False
     if xla_bridge.backends_are_initialized():

@@ -14,7 +14,6 @@ not fit in memory.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -35,7 +34,7 @@ from .model import (
     steady_state,
 )
 from .params import validate_model
-from .population import AXIS, Progress, chunk_size, population_mesh
+from .population import AXIS, Progress, chunk_size, cores, population_mesh
 from .stimulus import Stimulus, n_steps
 from .tables import build_tables, check_tabulable, exp_euler_table
 
@@ -636,7 +635,7 @@ def _tile_size(model: Model, cfg: _Static, dtype: Any, n_local: int, n_dev: int)
     """
     threshold = xla.loop_bytes()
     cpu = jax.default_backend() == "cpu"
-    if not threshold or not cpu or n_dev < (os.cpu_count() or 1) or cfg.rates != "exact":
+    if not threshold or not cpu or n_dev < cores() or cfg.rates != "exact":
         return 0  # (a table lookup is a gather, which keeps XLA from hoisting the loop)
     per_kind = {"v": 1, "gates": len(model.gate_names), "currents": len(model.channels)}
     fields = sum(per_kind[k] for k in cfg.record)

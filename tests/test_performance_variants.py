@@ -325,7 +325,7 @@ def test_tile_size_keeps_the_tile_loop_one_function(monkeypatch, preset, dtype, 
     tile_size = sim._tile_size
     sizes = []
     monkeypatch.setattr(sim, "_tile_size", lambda m, c, d, n, k: sizes.append(
-        tile_size(m, c, d, n, os.cpu_count() or 1)) or sizes[-1])
+        tile_size(m, c, d, n, population.cores())) or sizes[-1])
     monkeypatch.setattr(sim, "_entry", compiled)
     with jax.enable_x64(dtype == "float64"):
         model = getattr(hhjax.presets, preset)()
@@ -339,7 +339,7 @@ def test_tile_size_keeps_the_tile_loop_one_function(monkeypatch, preset, dtype, 
 
 def test_import_gives_one_cpu_device_per_core():
     here = os.path.dirname(os.path.abspath(__file__))
-    code = "import os, jax, hhjax; print(jax.local_device_count(), os.cpu_count())"
+    code = "import jax, hhjax; print(jax.local_device_count(), hhjax.population.cores())"
     counts = []
     for extra in ({}, {"HHJAX_CPU_DEVICES": "1"}):
         env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "HHJAX_CPU_DEVICES")}
