@@ -618,6 +618,12 @@ def _take(tree: Any, lo: int, hi: int, pad: int, batched: Any) -> Any:
     return jax.tree_util.tree_map(cut, tree, batched)
 
 
+def _n_fields(model: Model, record: tuple[str, ...]) -> int:
+    """Recorded arrays per neuron: V, each gate, each channel's current."""
+    per_kind = {"v": 1, "gates": len(model.gate_names), "currents": len(model.channels)}
+    return sum(per_kind[k] for k in record)
+
+
 # Values one neuron's loop touches per step, in units of the dtype's size (fitted to
 # where XLA stops compiling the loop as one function, for the presets, both dtypes and
 # every record kind; checked by tests/test_performance_variants.py)
@@ -637,8 +643,7 @@ def _tile_size(model: Model, cfg: _Static, dtype: Any, n_local: int, n_dev: int)
     cpu = jax.default_backend() == "cpu"
     if not threshold or not cpu or n_dev < cores() or cfg.rates != "exact":
         return 0  # (a table lookup is a gather, which keeps XLA from hoisting the loop)
-    per_kind = {"v": 1, "gates": len(model.gate_names), "currents": len(model.channels)}
-    fields = sum(per_kind[k] for k in cfg.record)
+    fields = _n_fields(model, cfg.record)
     items = (
         _TILE_ITEMS_STATE * (1 + len(model.gate_names))
         + _TILE_ITEMS_FIELD * max(0, fields - 1)
@@ -669,8 +674,7 @@ def _population_run(
         itemsize = stim.dtype.itemsize
         n_steps_ = stim.shape[0] if cfg.factored else stim.shape[-1]
         n_rec = n_steps_ // cfg.every + 1
-        per_kind = {"v": 1, "gates": len(model.gate_names), "currents": len(model.channels)}
-        fields = sum(per_kind[k] for k in cfg.record)
+        fields = _n_fields(model, cfg.record)
         per_neuron = itemsize * (
             (2 * n_steps_ if stim.ndim == 2 and not cfg.factored else 0) + 3 * n_rec * fields
             + cfg.max_spikes + 64
@@ -679,7 +683,8 @@ def _population_run(
         if chunk < n:  # a power of two: the same compiled shapes from call to call
             chunk = max(multiple, multiple * 2 ** int(np.log2(chunk // multiple)))
     chunk = max(1, min(int(chunk), n))
-    cfg = cfg._replace(tile=_tile_size(model, cfg, stim.dtype, chunk // multiple, n_dev if sharded else 1))
+    n_dev_used = n_dev if sharded else 1
+    cfg = cfg._replace(tile=_tile_size(model, cfg, stim.dtype, chunk // multiple, n_dev_used))
     batched = (
         jax.tree_util.tree_map(lambda x: np.ndim(x) == 1, model),
         stim.ndim == 2 and not cfg.factored,

@@ -22,10 +22,9 @@ tasks: ``jax.grad`` took 6-9 ms against a 0.45 ms forward run; at 128 KiB, ~1 ms
 128 KiB takes in every loop of up to ~100 neurons and the forward loops of ~1e3 (and so
 the tiles :func:`hhjax.simulate` cuts a population into on a CPU, sized from
 :func:`loop_bytes`); larger loops stay task by task, where XLA splits each kernel over
-the cores (1 MiB took in the
-1e4-neuron loops and cost 10-25 % there; 256 KiB took in part of the 1e3-neuron
-gradient loops, and gave no gain there: 144-202 ms per gradient against 137-202 ms
-with none and 118-150 ms with all, too noisy to keep a split).
+the cores (1 MiB took in the 1e4-neuron loops and cost 10-25 % there; 256 KiB took in
+part of the 1e3-neuron gradient loops, and gave no gain there: 144-202 ms per gradient
+against 137-202 ms with none and 118-150 ms with all, too noisy to keep a split).
 The threshold is a backend option with no per-compilation form, so hhjax adds it to
 ``XLA_FLAGS`` when it is imported, and only when JAX has not started a backend yet (it
 is read once), the user has not set it and ``HHJAX_XLA_FLAGS=0`` does not opt out. It
