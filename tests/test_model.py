@@ -81,6 +81,22 @@ def test_resting_state_gradient_matches_finite_differences():
             assert float(grad[key]) == pytest.approx(fd, rel=1e-6, abs=1e-9), key
 
 
+def test_resting_state_derivatives_in_current_and_over_a_population():
+    # The search is never differentiated: its JVP rule (implicit function theorem) gives
+    # dV*/dI and, under vmap, one derivative per neuron.
+    with jax.enable_x64(True):
+        m = hhjax.presets.squid()
+        dv_di = jax.grad(lambda i: hhjax.resting_state(m, i_ext=i).v)(2.0)
+        h = 1e-4
+        fd = (float(hhjax.resting_state(m, 2.0 + h).v) - float(hhjax.resting_state(m, 2.0 - h).v)) / (2 * h)
+        assert float(dv_di) == pytest.approx(fd, rel=1e-7)
+        gl = jnp.array([0.1, 0.3, 0.5])
+        grads = jax.grad(lambda g: hhjax.resting_state(hhjax.set_params(m, {"leak.g": g})).v.sum())(gl)
+        for i, g in enumerate([0.1, 0.3, 0.5]):
+            one = jax.grad(lambda x: hhjax.resting_state(hhjax.set_params(m, {"leak.g": x})).v)(g)
+            assert float(grads[i]) == pytest.approx(float(one), rel=1e-10)
+
+
 def test_resting_state_with_current_and_population():
     with jax.enable_x64(True):
         m = hhjax.presets.squid()
