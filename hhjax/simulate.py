@@ -533,7 +533,8 @@ def _as_stimulus(stimulus: Any, dt: float, t_max: float | None) -> tuple[Array, 
         if weights.ndim == 2:
             return profiles.T.astype(dtype), weights
         if is_concrete(weights):  # one neuron: its current computed on the host
-            return (np.asarray(weights) @ profiles).astype(dtype), None
+            key = ("one neuron", float(dt), float(t_max))
+            return stimulus._memo(key, lambda: (np.asarray(weights) @ profiles).astype(dtype)), None
         return _check_ndim(weights @ jnp.asarray(profiles, dtype)), None
     return _as_array_stimulus(stimulus, dt, t_max), None
 

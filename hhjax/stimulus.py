@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -111,9 +112,28 @@ class Stimulus:
 
     def _host_factors(self, dt: float, t_max: float) -> tuple[Array, np.ndarray] | None:
         """:meth:`factors` with ``profiles`` left a float64 NumPy array (no transfer)."""
-        out = self._factors(float(dt), n_steps(dt, t_max))
-        if out is not None:
-            check_finite("stimulus weights", out[0])
+
+        def make() -> tuple[Array, np.ndarray] | None:
+            out = self._factors(float(dt), n_steps(dt, t_max))
+            if out is not None:
+                check_finite("stimulus weights", out[0])
+            return out
+
+        return self._memo(("factors", float(dt), float(t_max)), make)
+
+    def _memo(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        """``make()``, kept per ``key`` on this (immutable) stimulus unless it holds traced
+        values: a sweep that passes the same stimulus again skips rebuilding its
+        profiles (~0.1 ms of a one-neuron call)."""
+        cache = self.__dict__.setdefault("_memo_cache", {})  # frozen: no __setattr__
+        key = (*key, jax.dtypes.canonicalize_dtype(np.float64))  # x64 on or off
+        if key in cache:
+            return cache[key]
+        out = make()
+        if is_concrete(out):
+            if len(cache) >= 16:
+                cache.clear()
+            cache[key] = out
         return out
 
     def sample(self, dt: float, t_max: float) -> Array:
@@ -218,7 +238,7 @@ def pulse_train(starts: ArrayLike, widths: ArrayLike, amplitudes: ArrayLike) -> 
     n_p = np.broadcast_shapes(starts_.shape, widths_.shape, amp.shape[-1:] if amp.ndim else (1,))
     starts_, widths_ = np.broadcast_to(starts_, n_p), np.broadcast_to(widths_, n_p)
     amp = jnp.broadcast_to(amp if amp.ndim else amp[None], amp.shape[:-1] + n_p)
-    return _Boxes(amp, starts_, starts_ + widths_)
+    return _Boxes(amp, starts_.copy(), starts_ + widths_)  # not a view of the caller's array
 
 
 @dataclasses.dataclass(frozen=True)

@@ -140,3 +140,32 @@ def test_factors_reproduce_the_samples():
     assert stim.ou_noise(key, 1.0, 2.0).factors(0.05, 5.0) is None
     assert (stim.step_current(1.0) + stim.ou_noise(key, 1.0, 2.0)).factors(0.05, 5.0) is None
     assert stim.sampled(np.ones(100), 0.05).factors(0.05, 5.0) is None
+
+
+def test_reused_stimulus_keeps_its_profiles_but_never_stale_values():
+    # A stimulus keeps its host profiles per (dt, t_max) for repeated simulate calls;
+    # the kept values must follow the dtype mode, the caller's arrays and traced inputs.
+    import hhjax
+
+    model = hhjax.presets.squid()
+    s = stim.step_current(10.0, 2.0)
+    a = hhjax.simulate(model, s, dt=0.025, t_max=10.0)
+    b = hhjax.simulate(model, s, dt=0.025, t_max=10.0)
+    np.testing.assert_array_equal(np.asarray(a.v), np.asarray(b.v))
+    assert hhjax.simulate(model, s, dt=0.05, t_max=10.0).v.shape == (201,)
+    with jax.enable_x64(True):  # a stimulus keeps the dtype it was made with
+        s64 = stim.step_current(10.0, 2.0)
+        assert hhjax.simulate(model, s64, dt=0.025, t_max=10.0).v.dtype == jnp.float64
+        assert hhjax.simulate(model, s, dt=0.025, t_max=10.0).v.dtype == jnp.float32
+    assert s64.factors(0.025, 10.0)[0].dtype == jnp.float64
+    starts = np.array([1.0, 5.0])
+    train = stim.pulse_train(starts, 1.0, 3.0)
+    before = np.asarray(train.sample(0.5, 8.0))
+    starts[:] = [0.0, 2.0]  # the caller's array changes; the stimulus must not
+    np.testing.assert_array_equal(np.asarray(train.sample(0.5, 8.0)), before)
+
+    def peak(amp):
+        return jnp.max(hhjax.simulate(model, stim.step_current(amp, 1.0), dt=0.025, t_max=5.0).v)
+
+    f = jax.jit(peak)
+    assert float(f(2.0)) < 0.0 < float(f(20.0))  # traced amplitudes are never kept
