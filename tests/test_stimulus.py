@@ -157,7 +157,6 @@ def test_reused_stimulus_keeps_its_profiles_but_never_stale_values():
         s64 = stim.step_current(10.0, 2.0)
         assert hhjax.simulate(model, s64, dt=0.025, t_max=10.0).v.dtype == jnp.float64
         assert hhjax.simulate(model, s, dt=0.025, t_max=10.0).v.dtype == jnp.float32
-    assert s64.factors(0.025, 10.0)[0].dtype == jnp.float64
     starts = np.array([1.0, 5.0])
     train = stim.pulse_train(starts, 1.0, 3.0)
     before = np.asarray(train.sample(0.5, 8.0))
