@@ -179,39 +179,58 @@ def _steady_dvdt(model: Model, v: Array, i_ext: ArrayLike) -> Array:
 # lowest root to 0.5 mV; bisection then halves the bracket to below V's resolution.
 _V_RANGE = (-150.0, 150.0)
 _GRID = 601
+_CELL = (_V_RANGE[1] - _V_RANGE[0]) / (_GRID - 1)  # mV, exact in binary (0.5)
 
 
 def _bisections(dtype: Any) -> int:
     """Halvings of a grid cell down to ``64 * eps`` mV, about one ulp of V at 65 mV
     (16 in float32, 45 in float64)."""
-    cell = (_V_RANGE[1] - _V_RANGE[0]) / (_GRID - 1)
-    return int(np.ceil(np.log2(cell / (64.0 * float(jnp.finfo(dtype).eps)))))
+    return int(np.ceil(np.log2(_CELL / (64.0 * float(jnp.finfo(dtype).eps)))))
 
 
 @jax.custom_jvp
 def _resting_v_single(model: Model, i_ext: ArrayLike) -> Array:
     """The most hyperpolarised root of dV/dt with gates at steady state, mV (NaN if none).
 
+    The grid is walked upward one point at a time until dV/dt changes sign (~170
+    evaluations for a -65 mV rest, at most 601), so every evaluation is one small loop
+    body: a single neuron's search is a few microseconds inside a compiled loop, and a
+    population's stops when its last neuron found its bracket.
+
     Derivatives come from the implicit function theorem (the JVP rule below), so the
     search is never differentiated, and a forward run compiles the rate functions only
-    for the grid and the bisection (a Newton step for the derivative compiled them
+    for the walk and the bisection (a Newton step for the derivative compiled them
     twice more: ~0.2 s of the first call).
     """
     dtype = jnp.result_type(float, i_ext)
-    grid = jnp.linspace(*_V_RANGE, _GRID, dtype=dtype)
-    f = jax.vmap(lambda v: _steady_dvdt(model, v, i_ext))(grid)
-    change = jnp.sign(f[:-1]) != jnp.sign(f[1:])
-    k = jnp.argmax(change)  # lowest bracket: the hyperpolarised fixed point
+
+    def f(v: Array) -> Array:
+        return _steady_dvdt(model, v, i_ext)
+
+    def grid(k: Array) -> Array:  # grid point k, mV (exact: a multiple of 0.5)
+        return _V_RANGE[0] + k.astype(dtype) * _CELL
+
+    def unchanged(walk: tuple[Array, Array, Array]) -> Array:
+        k, f_prev, f_k = walk
+        return (k < _GRID - 1) & (jnp.sign(f_prev) == jnp.sign(f_k))
+
+    def advance(walk: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
+        k, _, f_k = walk
+        return k + 1, f_k, f(grid(k + 1))
+
+    f_0 = f(grid(jnp.int32(0)))
+    k, f_lo, f_k = jax.lax.while_loop(unchanged, advance, (jnp.int32(0), f_0, f_0))
+    found = jnp.sign(f_lo) != jnp.sign(f_k)  # (k - 1, k) brackets the lowest root
 
     def bisect(_: int, bracket: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
         lo, hi, f_lo = bracket
         mid = 0.5 * (lo + hi)
-        f_mid = _steady_dvdt(model, mid, i_ext)
+        f_mid = f(mid)
         same = jnp.sign(f_mid) == jnp.sign(f_lo)
         return jnp.where(same, mid, lo), jnp.where(same, hi, mid), jnp.where(same, f_mid, f_lo)
 
-    lo, hi, _ = jax.lax.fori_loop(0, _bisections(dtype), bisect, (grid[k], grid[k + 1], f[k]))
-    return jnp.where(jnp.any(change), 0.5 * (lo + hi), jnp.nan)
+    lo, hi, _ = jax.lax.fori_loop(0, _bisections(dtype), bisect, (grid(k - 1), grid(k), f_lo))
+    return jnp.where(found, 0.5 * (lo + hi), jnp.nan)
 
 
 @_resting_v_single.defjvp

@@ -111,6 +111,34 @@ def test_resting_state_with_current_and_population():
             assert float(pop.v[i]) == pytest.approx(float(single.v), abs=1e-10)
 
 
+def test_resting_search_walks_to_the_lowest_root_on_and_between_grid_points():
+    # a passive membrane rests at its leak reversal; the walk up the 0.5 mV grid must
+    # find it at the grid's first point, on an interior grid point and between points,
+    # alone and over a population (where each neuron stops at its own bracket)
+    e_leak = np.array([-150.0, -65.0, -64.8, 0.25, 149.7])
+    passive = hhjax.Model(channels={"leak": hhjax.Channel(g=0.1, e_rev=-65.0)})
+    with jax.enable_x64(True):
+        pop = hhjax.resting_state(hhjax.set_params(passive, {"leak.e_rev": e_leak}))
+        np.testing.assert_allclose(np.asarray(pop.v), e_leak, atol=1e-9)
+        for e in e_leak:
+            one = hhjax.resting_state(hhjax.set_params(passive, {"leak.e_rev": float(e)}))
+            assert float(one.v) == float(pop.v[list(e_leak).index(e)])
+        # three roots (a leak and a persistent Na current, squid m^3 gate): the lowest
+        sq = hhjax.presets.squid()
+        nap = hhjax.Channel(g=1.0, e_rev=50.0, gates={"m": sq.channels["na"].gates["m"]})
+        leak = hhjax.Channel(g=0.3, e_rev=-65.0)
+        m = hhjax.Model(channels={"nap": nap, "leak": leak}, temperature=sq.temperature)
+        v = np.linspace(-150.0, 150.0, 3001)
+        f = np.asarray(hhjax.derivatives(m, hhjax.steady_state(m, v), 0.0).v)
+        roots = v[:-1][np.sign(f[:-1]) != np.sign(f[1:])]
+        assert len(roots) == 3
+        rest = hhjax.resting_state(m)
+        assert roots[0] <= float(rest.v) <= roots[0] + 0.1
+        assert abs(float(hhjax.derivatives(m, rest, 0.0).v)) < 1e-9
+    with pytest.raises(ValueError, match="no fixed point"):
+        hhjax.resting_state(hhjax.set_params(passive, {"leak.e_rev": 150.5}))
+
+
 def test_resting_state_reports_missing_fixed_point():
     with pytest.raises(ValueError, match="no fixed point"):
         hhjax.resting_state(hhjax.presets.squid(), i_ext=1e6)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -335,6 +336,44 @@ def test_tile_size_keeps_the_tile_loop_one_function(monkeypatch, preset, dtype, 
     assert 128 <= sizes[0] < 4096
     # the resting-state search is one small call; the tile's time loop must be another
     assert texts[0].count("xla_cpu_small_call") >= 2
+
+
+@pytest.mark.parametrize("method", ["exp_euler", "euler"])
+def test_one_neuron_program_runs_as_one_function(monkeypatch, method):
+    # simulate._once: a one-neuron call keeps all of its work in one loop that XLA
+    # compiles as one function, so that at most 8 thunks are left at the top (XLA then
+    # runs them in sequence), and its cost estimate stays under the 1000 flops below
+    # which XLA runs a program on the calling thread; and its results are those of the
+    # same program without _once, bit for bit
+    sim = sys.modules["hhjax.simulate"]
+    if not hhjax.xla.loop_bytes():
+        pytest.skip("hhjax's small-loop threshold is not set in this process")
+    entry, programs = sim._entry, []
+
+    def compiled(*args, **kw):
+        programs.append(entry.lower(*args, **kw).compile())
+        return programs[-1](*args)
+
+    monkeypatch.setattr(sim, "_entry", compiled)
+    model = hhjax.presets.neuron_hh()
+    kw = dict(dt=DT, t_max=100.0, method=method)
+    alone = hhjax.simulate(model, hhjax.stimulus.step_current(10.0, 10.0), **kw)
+    (program,) = programs
+    cost = program.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    assert cost["flops"] < 1000
+    text = program.as_text()
+    top = text[text.index("ENTRY"):].split("\n}")[0].splitlines()
+    thunks = [line for line in top if re.search(r"\b(fusion|copy|call|while|custom-call)\(", line)]
+    assert len(thunks) <= 8, thunks
+    assert sum("xla_cpu_small_call" in line for line in thunks) == 1
+
+    monkeypatch.setattr(sim, "_once", lambda run, packed: run(packed))
+    jax.clear_caches()  # trace _entry anew
+    plain = hhjax.simulate(model, hhjax.stimulus.step_current(10.0, 10.0), **kw)
+    assert len(programs) == 2
+    for a, b in zip(jax.tree_util.tree_leaves(alone), jax.tree_util.tree_leaves(plain), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_import_gives_one_cpu_device_per_core():
