@@ -143,10 +143,9 @@ def _run_single(
     # (one pass over it) instead of updating it every step (one more kernel per step).
     # One neuron with a one-stage method updates it in the loop: a pass over the record
     # counts its full size in XLA's cost estimate, which decides whether the program
-    # runs on the calling thread (see _once). An RK4 program is over that estimate
-    # anyway, and its loop measured ~10 % slower with the update.
+    # runs on the calling thread (see _once).
     vmax_from_record = cfg.every == 1 and "v" in cfg.record and not (
-        alone and cfg.method != "rk4"
+        alone and cfg.method in _ONE_STAGE
     )
     blk0 = None
     if spikes:
@@ -467,6 +466,11 @@ def _run_sharded(
 
 
 _MODES = {"single": _run, "population": _run_population, "sharded": _run_sharded}
+# Methods with one right-hand-side evaluation per step: a one-neuron program with one of
+# them runs through _once. RK4's program is over XLA's cost estimate for running on the
+# calling thread either way (1649 flops), and measured 5-8 % slower through _once (its
+# loop ~10 % slower with max |V| updated in it).
+_ONE_STAGE = ("exp_euler", "euler")
 
 
 @functools.partial(
@@ -480,7 +484,7 @@ def _entry(
         model, (state0, dt, threshold) = _unpack(packed, arrays, layout)
         return _MODES[mode](model, stim, weights, state0, dt, threshold, cfg, bufs)
 
-    return _once(run, packed) if mode == "single" else run(packed)
+    return _once(run, packed) if mode == "single" and cfg.method in _ONE_STAGE else run(packed)
 
 
 def _once(run: Any, packed: Array) -> Any:
@@ -499,8 +503,9 @@ def _once(run: Any, packed: Array) -> Any:
       cost estimate is below 1000 flops; that estimate counts a loop body once, so the
       exp-Euler program qualifies once the search and max |V| are loops too.
 
-    Measured (perf stat): 6.7 context switches per 4000-step call before, 0.1 after;
-    the call went from 0.59-0.62 ms to 0.46 ms. Results are bitwise the same.
+    Measured (perf stat): 6.7 context switches per 4000-step exp-Euler call before,
+    0.1 after; the call went from 0.59-0.68 ms to 0.46-0.49 ms, with results bitwise
+    the same in float32 (``benchmarks/README.md``). Used for :data:`_ONE_STAGE` methods.
     """
     once = jax.lax.optimization_barrier(jnp.int32(1))
 

@@ -34,7 +34,7 @@ it was set.
 Compile once per machine (:func:`enable_compile_cache`, opt-in; the ``hhjax`` command
 turns it on): JAX's persistent compilation cache keeps compiled programs on disk, so a
 new process skips XLA's compile of a program it has seen (on this machine one neuron's
-first call went from 1.4 s to 0.45 s).
+first call went from 0.30-0.34 s to 0.14-0.18 s).
 """
 
 from __future__ import annotations
