@@ -497,11 +497,11 @@ def _once(run: Any, packed: Array) -> Any:
     on a CPU, where a thread handoff costs 30-50 us on this project's VM:
 
     * XLA compiles a loop that touches under the small-loop threshold as one function
-      (see :mod:`hhjax.xla`), so the runtime runs ~10 thunks in sequence instead of ~45,
+      (see :mod:`hhjax.xla`), so the runtime runs 8 thunks in sequence instead of ~45,
       some of which it handed to worker threads;
     * XLA's CPU client runs a program on the calling thread, with no handoff, when its
       cost estimate is below 1000 flops; that estimate counts a loop body once, so the
-      exp-Euler program qualifies once the search and max |V| are loops too.
+      exp-Euler and Euler programs qualify once the search and max |V| are loops too.
 
     Measured (perf stat): 6.7 context switches per 4000-step exp-Euler call before,
     0.1 after; the call went from 0.59-0.68 ms to 0.46-0.49 ms, with results bitwise

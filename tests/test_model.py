@@ -120,9 +120,9 @@ def test_resting_search_walks_to_the_lowest_root_on_and_between_grid_points():
     with jax.enable_x64(True):
         pop = hhjax.resting_state(hhjax.set_params(passive, {"leak.e_rev": e_leak}))
         np.testing.assert_allclose(np.asarray(pop.v), e_leak, atol=1e-9)
-        for e in e_leak:
+        for i, e in enumerate(e_leak):
             one = hhjax.resting_state(hhjax.set_params(passive, {"leak.e_rev": float(e)}))
-            assert float(one.v) == float(pop.v[list(e_leak).index(e)])
+            assert float(one.v) == float(pop.v[i])
         # three roots (a leak and a persistent Na current, squid m^3 gate): the lowest
         sq = hhjax.presets.squid()
         nap = hhjax.Channel(g=1.0, e_rev=50.0, gates={"m": sq.channels["na"].gates["m"]})
