@@ -941,8 +941,11 @@ def simulate(
 
 @functools.lru_cache(maxsize=64)
 def _time_grid(n_rec: int, step: float, dtype: Any) -> Array:
-    """Recorded times, ms: computed in float64, then rounded once (cached per shape)."""
-    return jnp.asarray(np.arange(n_rec) * step, dtype)
+    """Recorded times, ms: computed in float64, then rounded once (cached per shape).
+
+    Rounded by NumPy: an eager XLA conversion would compile a program per new length.
+    """
+    return jnp.asarray((np.arange(n_rec) * step).astype(np.dtype(dtype)))
 
 
 def _reusable(
