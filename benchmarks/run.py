@@ -135,6 +135,9 @@ def _environment() -> dict[str, Any]:
         # hhjax's import adds its small-loop threshold here; the peers' processes
         # inherit these flags, so every JAX tool runs under the same ones
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        # glibc's allocator settings (e.g. glibc.malloc.hugetlb=1: huge pages for large
+        # buffers), inherited by every peer's process too
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
     }
 
@@ -311,6 +314,7 @@ def markdown(result: dict[str, Any]) -> str:
            f"- command: `{result['command']}`",
            f"- XLA_FLAGS (hhjax's and the JAX peers' processes): "
            f"`{env.get('xla_flags') or '(none)'}`",
+           f"- GLIBC_TUNABLES (all processes): `{env.get('glibc_tunables') or '(none)'}`",
            "- workload: NEURON `hh` point neurons, step of linspace(9.5, 10.5, N) uA/cm2 "
            "from 10 ms, dt 0.025 ms, 100 ms (4000 steps), from rest", "",
            "## hhjax (`hhjax.simulate`)", "",

@@ -17,8 +17,10 @@ Small loops as one function (:func:`configure_loops`, applied at ``import hhjax`
 CPU runtime executes a loop body kernel by kernel, each a task of its own, unless the
 loop touches fewer than ``xla_cpu_small_while_loop_byte_threshold`` bytes per iteration
 (default 1024); then the whole loop is compiled as one function. One neuron's gradient
-loop touches a few kB per step, so by default each of its 4000 steps ran ~36 separate
-tasks: ``jax.grad`` took 6-9 ms against a 0.45 ms forward run; at 128 KiB, ~1 ms.
+loop touched a few kB per step, so by default each of its 4000 steps ran ~36 separate
+tasks: ``jax.grad`` took 6-9 ms against a 0.45 ms forward run; at 128 KiB, ~1 ms. (Since
+the ExpLinear rates skip ``expm1``, one neuron's gradient loops fit under 1 kB; those of
+8 neurons do not.)
 128 KiB takes in every loop of up to ~100 neurons and the forward loops of ~1e3 (and so
 the tiles :func:`hhjax.simulate` cuts a population into on a CPU, sized from
 :func:`loop_bytes`); larger loops stay task by task, where XLA splits each kernel over

@@ -1,5 +1,7 @@
 """Rate forms: hand values, and exact value and gradient at the removable singularity."""
 
+import decimal
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,6 +39,53 @@ def test_exprel_gradient_is_smooth_across_zero(dtype):
         exact = np.where(zf == 0, 0.5, (zf * np.exp(zf) - np.expm1(zf)) / zf**2)
     tol = {jnp.float32: 2e-5, jnp.float64: 1e-9}[dtype]
     np.testing.assert_allclose(np.asarray(grad), exact, rtol=tol, atol=tol)
+
+
+def _inv_exprel_exact(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """z / (e^z - 1) and its derivative, with 50 significant digits."""
+    ctx = decimal.Context(prec=50)
+    value, slope = [], []
+    for x in z.astype(np.float64):
+        if x == 0:
+            value.append(1.0)
+            slope.append(-0.5)
+            continue
+        d = decimal.Decimal(float(x))
+        e = ctx.exp(d)
+        em1 = ctx.subtract(e, 1)
+        value.append(float(ctx.divide(d, em1)))
+        slope.append(float(ctx.divide(ctx.subtract(em1, ctx.multiply(d, e)), ctx.multiply(em1, em1))))
+    return np.array(value), np.array(slope)
+
+
+def test_inv_exprel_within_two_ulp_and_its_derivative_within_four_eps(dtype):
+    # both sides of the switch at |z| = 1, the singularity, and far out on both sides
+    grid = np.concatenate([np.linspace(-30, 30, 1201), np.geomspace(1e-8, 30, 400),
+                           -np.geomspace(1e-8, 30, 400), [1.0, -1.0, 0.0]])
+    below = np.nextafter(np.asarray([1.0, -1.0], dtype), np.asarray(0.0, dtype))
+    z = np.unique(np.concatenate([grid.astype(dtype), below]))
+    want, want_slope = _inv_exprel_exact(z)
+    got = np.asarray(jax.jit(rates.inv_exprel)(jnp.asarray(z)), np.float64)
+    slope = np.asarray(jax.jit(jax.vmap(jax.grad(rates.inv_exprel)))(jnp.asarray(z)), np.float64)
+    eps = float(np.finfo(dtype).eps)
+    assert np.max(np.abs(got - want) / np.abs(want)) <= 2 * eps
+    assert np.max(np.abs(slope - want_slope) / np.abs(want_slope)) <= 4 * eps
+    # the reciprocal of exprel, which it replaces in ExpLinear
+    np.testing.assert_allclose(got * np.asarray(rates.exprel(jnp.asarray(z)), np.float64), 1.0,
+                               rtol=8 * eps)
+
+
+def test_inv_exprel_value_and_two_derivatives_finite_everywhere(dtype):
+    big = float(np.finfo(dtype).max) / 2
+    z = jnp.asarray([-big, -1e4, -200.0, -1.0, 0.0, 1.0, 100.0, 200.0, 1e4, big], dtype)
+    first = jax.vmap(jax.grad(rates.inv_exprel))(z)
+    second = jax.vmap(jax.grad(jax.grad(rates.inv_exprel)))(z)
+    for x in (rates.inv_exprel(z), first, second):
+        assert x.dtype == dtype and bool(jnp.all(jnp.isfinite(x)))
+    # limits: -z and slope -1 far below 0, 0 far above; 1, -1/2, 1/6 at 0
+    np.testing.assert_allclose(np.asarray(rates.inv_exprel(z))[[0, 1, -1]], [big, 1e4, 0.0])
+    np.testing.assert_allclose(np.asarray(first)[[0, 1, 4, -1]], [-1.0, -1.0, -0.5, 0.0])
+    np.testing.assert_allclose(float(second[4]), 1 / 6, rtol=RTOL[dtype])
 
 
 @pytest.mark.parametrize("midpoint,scale,rate", [(-40.0, 10.0, 1.0), (-55.0, 10.0, 0.1), (25.0, -9.0, 0.018)])
