@@ -165,11 +165,15 @@ def inv_exprel(z: ArrayLike) -> Array:
 
     Below ``|z| = 1`` the Bernoulli series ``1 - z/2 + z^2/12 - z^4/720 + ...`` (to
     ``z^10`` in float32, ``z^20`` in float64), above it ``z / (exp(z) - 1)``, where
-    ``exp(z) - 1`` no longer cancels: within ~1 ulp of the exact value in both dtypes
-    (``tests/test_rates.py``), with one ``exp`` and one division. ``expm1`` would cost
-    more: XLA's CPU ``expm1`` made the HH step ~18 % slower. The derivative is a custom
-    rule, accurate on both sides of 0 and finite for every finite ``z`` (the value
-    tends to ``-z`` for ``z -> -inf`` and to 0 for ``z -> +inf``).
+    ``exp(z) - 1`` no longer cancels, with one ``exp`` and one division. ``expm1``
+    would cost more: XLA's CPU ``expm1`` made the HH step ~18 % slower.
+
+    Accuracy (against 50-digit references): within 1.2 ulp for |z| <= 20 in both dtypes
+    (``tests/test_rates.py`` checks 2 ulp to |z| = 30), and within 2.5 ulp up to where
+    ``exp(z)`` overflows (z = 88.7 in float32, 709.8 in float64). Beyond that it
+    returns 0; the exact value there is below 3e-37 (float32) or 4e-306 (float64). The
+    value tends to ``-z`` for ``z -> -inf``. The derivative is a custom rule, within
+    4 eps on both sides of 0, and finite for every finite ``z``, as is the second.
 
     Args:
         z: dimensionless argument, any shape.
