@@ -120,10 +120,16 @@ def _series_terms(dtype: Any) -> tuple[float, ...]:
     return _BERNOULLI[:5] if np.finfo(dtype).bits <= 32 else _BERNOULLI
 
 
-def _inv_exprel_parts(z: Array) -> tuple[Array, Array, Array]:
-    """``(value, small, safe z)`` of :func:`inv_exprel`."""
+def _split(z: Array) -> tuple[Array, Array]:
+    """``(|z| < 1, z with 1 where |z| < 1)``: which lanes sum the series, and a safe
+    argument for the other branch."""
     small = jnp.abs(z) < _SERIES_BELOW
-    safe = jnp.where(small, _SERIES_BELOW, z)
+    return small, jnp.where(small, _SERIES_BELOW, z)
+
+
+@jax.custom_jvp
+def _inv_exprel(z: Array) -> Array:
+    small, safe = _split(z)
     w = z * z
     terms = _series_terms(z.dtype)
     p = jnp.asarray(terms[-1], z.dtype)
@@ -131,12 +137,7 @@ def _inv_exprel_parts(z: Array) -> tuple[Array, Array, Array]:
         p = c + w * p
     # exp(z) = inf (z > 88 in float32) gives the limit 0. The rule below differentiates
     # neither this exp nor the series (only `safe`), so no inf reaches a derivative.
-    return jnp.where(small, 1.0 - 0.5 * z + w * p, safe / (jnp.exp(safe) - 1.0)), small, safe
-
-
-@jax.custom_jvp
-def _inv_exprel(z: Array) -> Array:
-    return _inv_exprel_parts(z)[0]
+    return jnp.where(small, 1.0 - 0.5 * z + w * p, safe / (jnp.exp(safe) - 1.0))
 
 
 @_inv_exprel.defjvp
@@ -146,7 +147,7 @@ def _inv_exprel_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Arra
     # so derivatives of any order are finite.
     (z,), (t,) = primals, tangents
     b = _inv_exprel(z)
-    _, small, safe = _inv_exprel_parts(z)
+    small, safe = _split(z)
     zs = jnp.where(small, z, 0.0)  # the series' argument: no inf in z^2 to differentiate
     w = zs * zs
     terms = _series_terms(z.dtype)
