@@ -20,8 +20,12 @@ as a user writes it: the step is kept factored (amplitude per neuron times one s
 time profile), so no ``(N, 4000)`` array is built or streamed, just as the peers compute
 the current inside their loops. The first call (trace + compile + run) and then the
 median of several steady-state calls (``block_until_ready``) are timed; ``compile_s`` is
-their difference. Memory is the peak resident-set growth during the steady-state calls
-(sampled every 2 ms), on top of the inputs.
+their difference. Memory is the peak of the memory in use during two more calls, after
+the timed ones and sampled every 2 ms (a sampling thread running beside the timed calls
+slowed them by 10-40 %), less that before the first call, on top of the inputs: what the
+configuration makes the process hold, with the previous call's trace alive during each
+call. In use means resident less what hhjax's heap keeps free for reuse
+(:mod:`hhjax.hostmem`), which stays resident but is held for no one.
 
 Peers (NumPy Euler, SciPy odeint, NEURON, Brian2, Jaxley, BrainPy) run through
 ``python -m benchmarks.peers`` in ``.venv-bench`` when it exists (``bash
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import gc
 import json
 import os
 import platform
@@ -69,11 +74,20 @@ def _log(msg: str) -> None:
     sys.stderr.flush()
 
 
-class _PeakRSS:
-    """Peak resident-set size (bytes) of this process while the block runs."""
+class _PeakInUse:
+    """Peak memory in use (bytes) by this process while the block runs, against ``base``
+    (default: that when the block starts). In use: resident less the free bytes that
+    hhjax's heap keeps for reuse (resident too, but held for no one). The resident size
+    is read every 2 ms; the kept bytes, which take the allocator's lock to count, every
+    20 ms (every 2 ms slowed a 1e5-neuron run by 15-30 %)."""
 
-    def __enter__(self) -> _PeakRSS:
-        self.base = self.peak = self._rss()
+    def __init__(self, base: int | None = None) -> None:
+        self._base = base
+        self._kept = 0
+
+    def __enter__(self) -> _PeakInUse:
+        self.peak = self._in_use()
+        self.base = self.peak if self._base is None else self._base
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
@@ -82,16 +96,21 @@ class _PeakRSS:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self._rss())
+        self.peak = max(self.peak, self._in_use())
 
     def _poll(self) -> None:
+        i = 0
         while not self._stop.wait(0.002):
-            self.peak = max(self.peak, self._rss())
+            i += 1
+            self.peak = max(self.peak, self._in_use(count_kept=i % 10 == 0))
 
-    @staticmethod
-    def _rss() -> int:
+    def _in_use(self, count_kept: bool = True) -> int:
+        import hhjax.hostmem
+
+        if count_kept:
+            self._kept = hhjax.hostmem.kept_bytes()
         with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") - self._kept
 
     @property
     def growth_mb(self) -> float:
@@ -138,6 +157,8 @@ def _environment() -> dict[str, Any]:
         # glibc's allocator settings (e.g. glibc.malloc.hugetlb=1: huge pages for large
         # buffers), inherited by every peer's process too
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+        # hhjax.hostmem: glibc keeps freed memory for reuse (set at import, default on)
+        "hhjax_keeps_memory": hhjax.hostmem.kept,
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
     }
 
@@ -176,14 +197,18 @@ def bench_hhjax(
             last[0] = jax.block_until_ready(hhjax.simulate(model, stim, reuse=reuse, **kw))
             return last[0]
 
+        gc.collect()  # an earlier configuration's trace, if a cycle still holds it
+        base = _PeakInUse()._in_use()
         if record.endswith(REUSE):
             call()  # untimed: the trace that the first timed call writes into
         t0 = time.perf_counter()
         call()
         first = time.perf_counter() - t0
         reps = repeats if first < 20 else 1
-        with _PeakRSS() as mem:
-            run_s, all_s = _median_runs(call, reps)
+        run_s, all_s = _median_runs(call, reps)
+        with _PeakInUse(base) as mem:  # after the timing: a sampling thread slows the calls
+            for _ in range(min(reps, 2)):
+                call()
         out = last[0]
         if out.spike_counts is not None:
             counts = np.asarray(out.spike_counts)
@@ -243,14 +268,17 @@ def _peer_python() -> str | None:
     return str(venv) if venv.exists() else None
 
 
-def bench_peer(name: str, n: int, record: str, repeats: int, timeout: float) -> dict[str, Any]:
-    """One peer configuration, out of process (``python -m benchmarks.peers``)."""
+def bench_peer(
+    name: str, n: int, record: str, repeats: int, timeout: float, keep_memory: bool = False,
+) -> dict[str, Any]:
+    """One peer configuration, out of process (``python -m benchmarks.peers``);
+    ``keep_memory``: under hhjax's ``mallopt`` settings (:mod:`hhjax.hostmem`)."""
     python = _peer_python() or sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "out.json"
         cmd = [python, "-m", "benchmarks.peers", name, "--n", str(n), "--record", record,
                "--dt", str(DT), "--t-max", str(T_MAX), "--repeats", str(repeats),
-               "--json", str(path)]
+               "--json", str(path)] + (["--keep-memory"] if keep_memory else [])
         try:
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -315,6 +343,9 @@ def markdown(result: dict[str, Any]) -> str:
            f"- XLA_FLAGS (hhjax's and the JAX peers' processes): "
            f"`{env.get('xla_flags') or '(none)'}`",
            f"- GLIBC_TUNABLES (all processes): `{env.get('glibc_tunables') or '(none)'}`",
+           f"- freed memory kept for reuse (`hhjax.hostmem`): hhjax "
+           f"{'yes' if env.get('hhjax_keeps_memory') else 'no'}, peers "
+           f"{'yes' if result.get('peer_keep_memory') else 'no'}",
            "- workload: NEURON `hh` point neurons, step of linspace(9.5, 10.5, N) uA/cm2 "
            "from 10 ms, dt 0.025 ms, 100 ms (4000 steps), from rest", "",
            "## hhjax (`hhjax.simulate`)", "",
@@ -430,6 +461,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peers", default=",".join(PEERS), help="comma-separated, or 'none'")
     p.add_argument("--peer-max-n", type=float, default=1e5)
     p.add_argument("--peer-timeout", type=float, default=600.0, help="s per peer run")
+    p.add_argument("--peer-repeats", type=int, default=None,
+                   help="timed runs per peer configuration (default 3, 1 above N = 1e4)")
+    p.add_argument("--peer-keep-memory", action="store_true",
+                   help="run the peers under the same kept-memory malloc settings as hhjax")
     p.add_argument("--no-grad", action="store_true", help="skip the gradient benchmark")
     p.add_argument("--grad-steps", default="1e3,1e4,1e5")
     p.add_argument("--grad-n", default="1,1000", help="population sizes for the gradient")
@@ -473,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": env, "command": "python -m benchmarks.run " + " ".join(argv or sys.argv[1:]),
         "workload": {"dt": DT, "t_max": T_MAX, "n_steps": N_STEPS, "step_start": STEP_START},
         "hhjax": [], "peers": [], "gradients": [], "notes": [],
+        "peer_keep_memory": args.peer_keep_memory,
     }
     stem = RESULTS / args.tag
     rate_modes = ["exact"] + ([] if args.no_table else ["table"])
@@ -528,7 +564,8 @@ def main(argv: list[str] | None = None) -> int:
                                             "skipped": "predicted too slow"})
                     continue
                 _log(f"peer {name} {version} N={n} record={record}")
-                r = bench_peer(name, n, record, 3 if n <= 10_000 else 1, args.peer_timeout)
+                reps = args.peer_repeats or (3 if n <= 10_000 else 1)
+                r = bench_peer(name, n, record, reps, args.peer_timeout, args.peer_keep_memory)
                 result["peers"].append(r)
                 _save(result, stem)
                 if "neuron_steps_per_s" in r:

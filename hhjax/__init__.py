@@ -4,6 +4,7 @@ Units: mV, ms, uF/cm2, mS/cm2, uA/cm2.
 """
 
 from . import analysis as analysis
+from . import hostmem as hostmem
 from . import population as population
 from . import presets as presets
 from . import stimulus as stimulus
@@ -27,6 +28,8 @@ from .xla import jit as jit
 
 __version__ = "0.1.0"
 
+hostmem.keep_freed_memory()  # at import, before JAX starts the threads that allocate
+
 __all__ = [
     "METHODS",
     "AlphaBetaGate",
@@ -40,6 +43,7 @@ __all__ = [
     "channel_currents",
     "derivatives",
     "get_params",
+    "hostmem",
     "jit",
     "population",
     "presets",

@@ -30,6 +30,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from . import hostmem
+
 __all__ = [
     "AXIS",
     "Progress",
@@ -94,8 +96,10 @@ def population_mesh() -> jax.sharding.Mesh:
     return _MESHES[devices]
 
 
-def available_memory() -> int:
-    """Bytes the default device can still allocate (host RAM on CPU)."""
+def available_memory(kept: bool = True) -> int:
+    """Bytes the default device can still allocate (host RAM on CPU: the kernel's
+    available memory plus, with ``kept``, what this process's heap keeps free, see
+    :mod:`hhjax.hostmem`; counting that takes the allocator's lock for ~1 ms)."""
     device = jax.local_devices()[0]
     stats = None
     try:
@@ -108,7 +112,7 @@ def available_memory() -> int:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    return int(line.split()[1]) * 1024 + (hostmem.kept_bytes() if kept else 0)
     except OSError:
         pass
     return 8 * 2**30
@@ -126,7 +130,10 @@ def chunk_size(n: int, bytes_per_neuron: int, budget: int | None = None, multipl
     Returns:
         A chunk size in ``[multiple, n]`` (``n`` when everything fits).
     """
-    budget = available_memory() // 2 if budget is None else budget
+    if budget is None:
+        budget = available_memory(kept=False) // 2
+        if budget // max(1, bytes_per_neuron) < n:  # only then count the heap's kept memory
+            budget = available_memory() // 2
     fits = max(1, budget // max(1, bytes_per_neuron))
     if fits >= n:
         return n

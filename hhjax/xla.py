@@ -51,8 +51,8 @@ from typing import Any
 import jax
 
 __all__ = [
-    "configure_loops", "cpu_compiler_options", "enable_compile_cache", "jit", "loop_bytes",
-    "loops_configured",
+    "backends_started", "configure_loops", "cpu_compiler_options", "enable_compile_cache", "jit",
+    "loop_bytes", "loops_configured",
 ]
 
 _OPTION = "xla_cpu_prefer_vector_width"
@@ -88,7 +88,8 @@ def loop_bytes() -> int:
     return 0
 
 
-def _backends_started() -> bool:
+def backends_started() -> bool:
+    """Whether JAX has started a backend (process-wide settings made now come too late)."""
     try:
         from jax._src import xla_bridge
 
@@ -105,7 +106,7 @@ def configure_loops() -> bool:
     flags are read once).
     """
     global loops_configured
-    if os.environ.get("HHJAX_XLA_FLAGS", "1") == "0" or _backends_started():
+    if os.environ.get("HHJAX_XLA_FLAGS", "1") == "0" or backends_started():
         return False
     flags = _with_loop_option(os.environ.get("XLA_FLAGS", ""))
     if flags is None:

@@ -14,10 +14,12 @@ the full result (spike counts and ``v_last`` as lists, plus their checksums).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import sys
 import zlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,17 @@ def _jsonable(result: dict[str, Any], peer: Any) -> dict[str, Any]:
     out["python"] = platform.python_version()
     out["machine"] = platform.machine()
     return out
+
+
+def _keep_memory() -> bool:
+    """Apply hhjax's ``mallopt`` settings (``hhjax/hostmem.py``, loaded on its own so that
+    hhjax's other import-time settings stay out of the peer's process) before the peer
+    starts any thread."""
+    path = Path(__file__).resolve().parents[2] / "hhjax" / "hostmem.py"
+    spec = importlib.util.spec_from_file_location("_hhjax_hostmem", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return bool(module.set_malloc_options())
 
 
 def _list() -> int:
@@ -64,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--t-max", type=float, default=100.0, help="duration, ms")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs (median reported)")
     parser.add_argument("--json", help="write the full result here")
+    parser.add_argument("--keep-memory", action="store_true",
+                        help="glibc keeps freed memory, as `import hhjax` sets it")
     args = parser.parse_args(argv)
+    if args.keep_memory and not _keep_memory():
+        print("--keep-memory: not available here (needs Linux with glibc)", file=sys.stderr)
+        return 1
     if args.list:
         return _list()
     if args.peer is None:
