@@ -7,6 +7,7 @@ from . import analysis as analysis
 from . import hostmem as hostmem
 from . import population as population
 from . import presets as presets
+from . import recpool as recpool
 from . import stimulus as stimulus
 from . import xla as xla
 from .channels import AlphaBetaGate as AlphaBetaGate
@@ -47,6 +48,7 @@ __all__ = [
     "jit",
     "population",
     "presets",
+    "recpool",
     "resting_state",
     "set_params",
     "simulate",

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
-from . import xla
+from . import recpool, xla
 from ._checks import check_finite, check_positive_scalar, is_concrete
 from .integrators import get_method
 from .model import (
@@ -716,13 +716,13 @@ def _population_run(
     sharded = n_dev > 1 and n >= n_dev
     mode = "sharded" if sharded else "population"
     multiple = n_dev if sharded else 1
+    n_steps = stim.shape[0] if cfg.factored else stim.shape[-1]
     if chunk is None:
         itemsize = stim.dtype.itemsize
-        n_steps_ = stim.shape[0] if cfg.factored else stim.shape[-1]
-        n_rec = n_steps_ // cfg.every + 1
+        n_rec = n_steps // cfg.every + 1
         fields = _n_fields(model, cfg.record)
         per_neuron = itemsize * (
-            (2 * n_steps_ if stim.ndim == 2 and not cfg.factored else 0) + 3 * n_rec * fields
+            (2 * n_steps if stim.ndim == 2 and not cfg.factored else 0) + 3 * n_rec * fields
             + cfg.max_spikes + 64
         )
         chunk = chunk_size(n, per_neuron, multiple=multiple)
@@ -738,14 +738,19 @@ def _population_run(
         None if state0 is None else jax.tree_util.tree_map(lambda x: np.ndim(x) == 1, state0),
     )
     starts = list(range(0, n, chunk))
+    key = (mode, n, n_steps, np.dtype(stim.dtype).str, cfg, model.gate_names,
+           tuple(model.channels))  # the record pool's: these fix the records' shapes
     bar = Progress(len(starts), f"hhjax.simulate: {n} neurons in chunks of {chunk}", progress)
     pieces = []
     for lo in starts:
         hi = min(n, lo + chunk)
         pad = (-(hi - lo)) % multiple
         m_c, s_c, w_c, st_c = _take((model, stim, weights, state0), lo, hi, pad, batched)
-        donate = bufs if len(starts) == 1 and not pad else None
+        whole = len(starts) == 1 and not pad  # the call's outputs are the records
+        donate = None if not whole else bufs if bufs is not None else recpool.take(key)
         out = _call(mode, m_c, s_c, w_c, st_c, dt, threshold, cfg, donate)
+        if whole and cfg.record:
+            recpool.put(key, {k: out[0][k] for k in cfg.record})
         if pad:
             out = jax.tree_util.tree_map(lambda x, k=hi - lo: x[:k], out)
         if len(starts) > 1:  # free device memory for the next chunk
@@ -821,6 +826,9 @@ def simulate(
             afterwards (JAX raises if it is). Runs that cannot write in place (one
             neuron, inside a user's ``jit``/``grad``, chunks) leave it untouched, and
             an array still viewed from NumPy (``np.asarray``) is copied, not reused.
+            Without it, a population run still writes into the records of a trace
+            from one of the last two calls that you have dropped (see
+            :mod:`hhjax.recpool`).
 
     Returns:
         A :class:`Trace`; ``t`` starts at 0 and includes the initial state, so
