@@ -21,8 +21,9 @@ time profile), so no ``(N, 4000)`` array is built or streamed, just as the peers
 the current inside their loops. The first call (trace + compile + run) and then the
 median of several steady-state calls (``block_until_ready``) are timed; ``compile_s`` is
 their difference. Memory is the peak of the memory in use during two more calls, after
-the timed ones and sampled every 2 ms (a sampling thread running beside the timed calls
-slowed them by 10-40 %), less that before the first call, on top of the inputs: what the
+the timed ones and sampled every 2 ms (counting the heap's kept bytes takes the
+allocator's lock: beside the timed calls it slowed them by 10-40 %), less that before
+the first call, on top of the inputs: what the
 configuration makes the process hold, with the previous call's trace alive during each
 call. In use means resident less what hhjax's heap keeps free for reuse
 (:mod:`hhjax.hostmem`), which stays resident but is held for no one.
@@ -197,6 +198,7 @@ def bench_hhjax(
             last[0] = jax.block_until_ready(hhjax.simulate(model, stim, reuse=reuse, **kw))
             return last[0]
 
+        hhjax.recpool.clear()  # records an earlier configuration left for reuse
         gc.collect()  # an earlier configuration's trace, if a cycle still holds it
         base = _PeakInUse()._in_use()
         if record.endswith(REUSE):
@@ -206,7 +208,7 @@ def bench_hhjax(
         first = time.perf_counter() - t0
         reps = repeats if first < 20 else 1
         run_s, all_s = _median_runs(call, reps)
-        with _PeakInUse(base) as mem:  # after the timing: a sampling thread slows the calls
+        with _PeakInUse(base) as mem:  # after the timing: counting kept bytes slows calls
             for _ in range(min(reps, 2)):
                 call()
         out = last[0]

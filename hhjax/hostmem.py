@@ -15,12 +15,17 @@ not help.
 * ``M_TRIM_THRESHOLD`` = 2 GiB - 1: what is freed stays in the process for the next
   allocation instead of going back to the kernel.
 
-The same calls then ran in 0.88-0.92 s with no page faults (see ``benchmarks/README.md``).
-The cost is that the process keeps its high-water mark of memory: freed memory is reused
-by this process, not returned to the system, until :func:`release` (or exit). It is
-applied only on Linux with glibc, only before a JAX backend has started (threads that
-already have an arena keep it), and not at all with ``HHJAX_KEEP_MEMORY=0``;
-:data:`kept` says whether it was. It affects every allocation of the process.
+Measured there (``benchmarks/README.md``): such calls ran in 0.85-0.93 s with no page
+faults once the heap had grown, a fitting loop over 1000 neurons x 1e4 steps took
+0.24-0.29 s a step instead of 0.32-0.41 s, and the forward run in it 0.045-0.054 s
+instead of 0.087-0.103 s. The costs: the process keeps its high-water mark of memory
+(freed memory is reused by this process, not returned to the system, until
+:func:`release` or exit); the heap fragments (records are best kept by
+:mod:`hhjax.recpool`, which avoids that); and when the heap grows, its new pages cost
+more here than fresh ``mmap``-ed ones did. It is applied only on Linux with glibc, only
+before a JAX backend has started (threads that already have an arena keep it), and not
+at all with ``HHJAX_KEEP_MEMORY=0``; :data:`kept` says whether it was. It affects every
+allocation of the process.
 
 This module imports only the standard library at module level (the benchmark runs it
 in peers' processes to measure them under the same settings).
