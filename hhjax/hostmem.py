@@ -12,8 +12,8 @@ not help.
 
 * ``M_ARENA_MAX = 1``: every thread allocates from the main heap;
 * ``M_MMAP_MAX = 0``: large blocks come from that heap, not from ``mmap``;
-* ``M_TRIM_THRESHOLD`` = 2 GiB - 1: what is freed stays in the process for the next
-  allocation instead of going back to the kernel.
+* ``M_TRIM_THRESHOLD = -1`` (never trim): what is freed stays in the process for the
+  next allocation instead of going back to the kernel.
 
 Measured there (``benchmarks/README.md``): such calls ran in 0.85-0.93 s with no page
 faults once the heap had grown, a fitting loop over 1000 neurons x 1e4 steps took

@@ -56,7 +56,9 @@ def _free(bufs: dict[str, Any]) -> bool:
     same way, so the references this check itself makes (which vary between Python
     versions) cancel out."""
     (alone,) = _counts({"probe": object()})
-    return max(_counts(bufs), default=alone + 1) <= alone and not any(x.is_deleted() for x in _leaves(bufs))
+    if max(_counts(bufs), default=alone + 1) > alone:
+        return False
+    return not any(x.is_deleted() for x in _leaves(bufs))
 
 
 def take(key: Hashable) -> dict[str, Any] | None:

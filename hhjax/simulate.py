@@ -740,13 +740,15 @@ def _population_run(
     starts = list(range(0, n, chunk))
     key = (mode, n, n_steps, np.dtype(stim.dtype).str, cfg, model.gate_names,
            tuple(model.channels))  # the record pool's: these fix the records' shapes
+    whole = len(starts) == 1 and n % multiple == 0  # one unpadded call: outputs = records
+    if not whole:
+        recpool.clear()  # such records are not kept: free what other calls left
     bar = Progress(len(starts), f"hhjax.simulate: {n} neurons in chunks of {chunk}", progress)
     pieces = []
     for lo in starts:
         hi = min(n, lo + chunk)
         pad = (-(hi - lo)) % multiple
         m_c, s_c, w_c, st_c = _take((model, stim, weights, state0), lo, hi, pad, batched)
-        whole = len(starts) == 1 and not pad  # the call's outputs are the records
         donate = None if not whole else bufs if bufs is not None else recpool.take(key)
         out = _call(mode, m_c, s_c, w_c, st_c, dt, threshold, cfg, donate)
         if whole and cfg.record:
