@@ -84,7 +84,7 @@ def test_kept_memory_counts_as_available_and_release_gives_it_back():
     assert res["released"] and res["rss_drop"] > 2**27  # release() returns it
 
 
-def test_keep_is_not_applied_twice_or_off_glibc(monkeypatch):
+def test_keep_does_nothing_off_glibc_or_when_opted_out(monkeypatch):
     monkeypatch.setattr(hostmem, "_glibc", lambda: None)
     assert not hostmem.set_malloc_options() and not hostmem.release()
     monkeypatch.setenv("HHJAX_KEEP_MEMORY", "0")
