@@ -23,10 +23,10 @@ median of several steady-state calls (``block_until_ready``) are timed; ``compil
 their difference. Memory is the peak of the memory in use during two more calls, after
 the timed ones and sampled every 2 ms (counting the heap's kept bytes takes the
 allocator's lock: beside the timed calls it slowed them by 10-40 %), less that before
-the first call, on top of the inputs: what the
-configuration makes the process hold, with the previous call's trace alive during each
-call. In use means resident less what hhjax's heap keeps free for reuse
-(:mod:`hhjax.hostmem`), which stays resident but is held for no one.
+the first call, on top of the inputs: what the configuration makes the process hold,
+with the previous call's trace alive during each call. In use means resident less what
+hhjax's heap keeps free for reuse (:mod:`hhjax.hostmem`), which stays resident but is
+held for no one.
 
 Peers (NumPy Euler, SciPy odeint, NEURON, Brian2, Jaxley, BrainPy) run through
 ``python -m benchmarks.peers`` in ``.venv-bench`` when it exists (``bash
@@ -80,7 +80,7 @@ class _PeakInUse:
     (default: that when the block starts). In use: resident less the free bytes that
     hhjax's heap keeps for reuse (resident too, but held for no one). The resident size
     is read every 2 ms; the kept bytes, which take the allocator's lock to count, every
-    20 ms (every 2 ms slowed a 1e5-neuron run by 15-30 %)."""
+    20 ms (every 2 ms slowed a 1e5-neuron run by 10-40 %)."""
 
     def __init__(self, base: int | None = None) -> None:
         self._base = base
