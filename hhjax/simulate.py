@@ -954,8 +954,11 @@ def _time_grid(n_rec: int, step: float, dtype: Any) -> Array:
     """Recorded times, ms: computed in float64, then rounded once (cached per shape).
 
     Rounded by NumPy: an eager XLA conversion would compile a program per new length.
+    Made concrete also when first asked for inside a trace (a user's ``jit``): a cached
+    tracer would leak into the next trace.
     """
-    return jnp.asarray((np.arange(n_rec) * step).astype(np.dtype(dtype)))
+    with jax.ensure_compile_time_eval():
+        return jnp.asarray((np.arange(n_rec) * step).astype(np.dtype(dtype)))
 
 
 def _reusable(

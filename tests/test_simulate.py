@@ -274,3 +274,17 @@ def test_repeated_calls_reuse_nothing_stale():
     after = np.asarray(hhjax.simulate(pop, stim, dt=0.025).v)
     np.testing.assert_array_equal(after[0], before[0])
     assert np.abs(after[1] - before[1]).max() > 1.0
+
+
+def test_two_user_jits_of_the_same_grid_share_no_tracer():
+    # the recorded time grid is cached per (length, step, dtype); built first inside one
+    # user's jit, it must be a value, not that trace's tracer (UnexpectedTracerError)
+    model = hhjax.presets.neuron_hh()
+
+    def run(amp):
+        return hhjax.simulate(model, stim.step_current(amp, 5.0), dt=0.025, t_max=7.5)
+
+    v = jax.jit(lambda a: run(a).v)(10.0)
+    t = jax.jit(lambda a: run(a).t)(10.0)
+    np.testing.assert_allclose(t, np.arange(301) * 0.025, rtol=1e-6)
+    assert v.shape == t.shape
