@@ -953,12 +953,13 @@ def simulate(
 def _time_grid(n_rec: int, step: float, dtype: Any) -> Array:
     """Recorded times, ms: computed in float64, then rounded once (cached per shape).
 
-    Rounded by NumPy: an eager XLA conversion would compile a program per new length.
-    Made concrete also when first asked for inside a trace (a user's ``jit``): a cached
-    tracer would leak into the next trace.
+    Rounded by NumPy and moved with ``device_put``: an eager XLA conversion, and
+    ``jnp.asarray`` of a NumPy array (JAX's ``stage``), compile a program per new
+    length. A value also when first asked for inside a trace (a user's ``jit``): a
+    cached tracer would leak into the next trace.
     """
     with jax.ensure_compile_time_eval():
-        return jnp.asarray((np.arange(n_rec) * step).astype(np.dtype(dtype)))
+        return jax.device_put((np.arange(n_rec) * step).astype(np.dtype(dtype)))
 
 
 def _reusable(
