@@ -313,7 +313,47 @@ def _run(
         _run_single,
         in_axes=(model_axes, stim_axis, w_axis, state_axes, None, None, None, None),
     )
+    if cfg.tile:
+        return _map_tiles(fn, (model, stim, weights, state0), dt, threshold, tables, cfg)
     return fn(model, stim, weights, state0, dt, threshold, tables, cfg)
+
+
+def _map_tiles(
+    fn: Any, batched: tuple[Model, Array, Array | None, State | None], dt: Array,
+    threshold: Array, tables: Any, cfg: _Static,
+) -> tuple[dict[str, Any], State, Array]:
+    """``fn`` (the ``vmap`` of :func:`_run_single`) over tiles of ``cfg.tile`` neurons
+    in sequence (``jax.lax.map``), for a differentiated population (:func:`_traced_tile`).
+
+    Every leaf with a population axis (1-D model and state leaves, a 2-D stimulus or
+    weights) is padded to whole tiles with copies of its last neuron and split into
+    ``(n_tiles, tile, ...)``; the results are joined and the padding dropped, so the
+    padded neurons get no cotangent.
+    """
+    model, stim, weights, state0 = batched
+    n = _pop_size(model, stim, weights, state0)
+    size = cfg.tile
+    n_tiles = -(-n // size)
+    pad = n_tiles * size - n
+    dims = (1, -1 if cfg.factored else 2, 2, 1)  # a batched leaf's ndim, per input (-1: none)
+
+    def split(x: Array) -> Array:
+        if pad:
+            x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
+        return x.reshape(n_tiles, size, *x.shape[1:])
+
+    leaves, tree = jax.tree_util.tree_flatten(batched)
+    cut = [np.ndim(x) == nd for arg, nd in zip(batched, dims, strict=True)
+           for x in jax.tree_util.tree_leaves(arg)]
+    tiles = [split(x) for x, c in zip(leaves, cut, strict=True) if c]
+
+    def run(tile: list[Array]) -> Any:
+        it = iter(tile)
+        args = [next(it) if c else x for x, c in zip(leaves, cut, strict=True)]
+        return fn(*jax.tree_util.tree_unflatten(tree, args), dt, threshold, tables, cfg)
+
+    out = jax.lax.map(run, tiles)
+    return jax.tree_util.tree_map(lambda x: x.reshape(n_tiles * size, *x.shape[2:])[:n], out)
 
 
 def _pop_size(model: Model, stim: Array, weights: Array | None, state0: State | None) -> int:
@@ -702,6 +742,57 @@ def _tile_size(model: Model, cfg: _Static, dtype: Any, n_local: int, n_dev: int)
     return -(-n_local // n_tiles)  # tiles of equal size: the last one overlaps < n_tiles
 
 
+# Values one neuron's gradient loop touches per step (the backward loop is the largest),
+# in units of the dtype's size: per state variable, per differentiated model leaf (its
+# cotangent's work is in the loop), per extra recorded field. Fitted to where XLA stops compiling the loops of
+# ``jax.grad`` as one function (presets, both dtypes, each method, 1-28 traced leaves;
+# tests/test_performance_variants.py checks it).
+_GRAD_ITEMS_STATE, _GRAD_ITEMS_LEAF, _GRAD_ITEMS_FIELD = 64, 16, 16
+_GRAD_STAGES = {"rk4": 3}  # per-state factor of a method with more stages than one
+_TRACED_TILES = (48, 96)  # neurons: smallest and largest traced tile (48-96 measured best)
+
+
+_AD_TRACERS = ("JVPTracer", "LinearizeTracer")  # jax.jvp / jacfwd; jax.grad / vjp
+
+
+def _differentiated(tree: Any) -> int:
+    """How many leaves of ``tree`` JAX is differentiating (forward or reverse mode).
+
+    JAX names no public type for this; should the names change, the answer is 0 and a
+    traced population runs as one ``vmap``, as it did before tiles.
+    """
+    return sum(type(x).__name__ in _AD_TRACERS for x in jax.tree_util.tree_leaves(tree))
+
+
+def _traced_tile(model: Model, cfg: _Static, dtype: Any, n: int, n_diff: int) -> int:
+    """Neurons per tile of a differentiated population of ``n`` (0: one ``vmap``).
+
+    Under ``jax.grad`` (or ``jax.jvp``) a population runs on one device, where a ``vmap``
+    of its ``n`` neurons makes loops that XLA runs kernel by kernel. Tiles small enough
+    for their loops, the backward one included, to be compiled as one function each
+    (:func:`hhjax.xla.loop_bytes`) run one after the other. At 1000 neurons x 1e4
+    steps this took ``jax.grad`` of a V loss from 0.23-0.40 s to 0.17 s. A forward run
+    keeps the ``vmap``: at up to ~1000 neurons its loop is one function already, with
+    more independent work per step than a tile's (tiles were 10-40 % slower there).
+    Sizes are multiples of 16 (AVX-512 float32 lanes); the one that pads the least is
+    taken. ``n_diff``: model leaves being differentiated.
+    """
+    threshold = xla.loop_bytes()
+    if not threshold or jax.default_backend() != "cpu" or cfg.rates != "exact":
+        return 0  # (a table lookup is a gather, which keeps XLA from hoisting the loop)
+    items = (
+        _GRAD_ITEMS_STATE * _GRAD_STAGES.get(cfg.method, 1) * (1 + len(model.gate_names))
+        + _GRAD_ITEMS_LEAF * n_diff
+        + _GRAD_ITEMS_FIELD * max(0, _n_fields(model, cfg.record) - 1)
+        + (_TILE_ITEMS_SPIKES if cfg.max_spikes else 0)
+    )
+    smallest, largest = _TRACED_TILES
+    largest = min(largest, threshold // (items * np.dtype(dtype).itemsize)) // 16 * 16
+    if largest < smallest or largest >= n:
+        return 0
+    return min(range(largest, smallest - 1, -16), key=lambda s: -(-n // s) * s)
+
+
 def _population_run(
     model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
     threshold: Array, cfg: _Static, n: int, shard: bool, chunk: int | None,
@@ -928,6 +1019,10 @@ def simulate(
             recs, final, v_max = _call("single", model, stim, weights, state0, dt, threshold, cfg)
         t = _time_grid(n_rec, float(dt) * every, dtype)
     else:
+        if n_pop is not None and _differentiated((model, stim, weights, state0)):
+            # (before the conversion below, which makes every leaf a tracer)
+            n_diff = _differentiated(model)
+            cfg = cfg._replace(tile=_traced_tile(model, cfg, dtype, int(n_pop), n_diff))
         model = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), model)
         if state0 is not None:
             state0 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), state0)

@@ -338,6 +338,149 @@ def test_tile_size_keeps_the_tile_loop_one_function(monkeypatch, preset, dtype, 
     assert texts[0].count("xla_cpu_small_call") >= 2
 
 
+def _traced_tiled_and_plain(monkeypatch, fn, *args):
+    """``jax.jit(fn)(*args)`` with a differentiated population in tiles of 48 and in one
+    ``vmap``."""
+    sim = sys.modules["hhjax.simulate"]
+    sizes = []
+    monkeypatch.setattr(sim, "_traced_tile", lambda m, cfg, d, n, k: sizes.append(n) or 48)
+    tiled = jax.jit(lambda *a: fn(*a))(*args)  # a new function: a cache of its own
+    assert sizes, "the tiled path did not run"
+    monkeypatch.setattr(sim, "_traced_tile", lambda *a: 0)
+    return tiled, jax.jit(lambda *a: fn(*a))(*args)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_differentiated_tiles_give_the_results_of_one_vmap(monkeypatch, dtype):
+    # under jax.jvp / jax.grad a population runs in tiles (padded: 203 = 4 x 48 + 11),
+    # here with per-neuron g_Na and initial states: values as in one vmap (to rounding),
+    # tangents and gradients to rounding; a forward run inside jit keeps the vmap
+    n = 203
+    sim = sys.modules["hhjax.simulate"]
+    with jax.enable_x64(dtype == jnp.float64):
+        model, stim = _population(n, 400, dtype)
+        g_na = jnp.linspace(100.0, 140.0, n, dtype=dtype)
+        rest = hhjax.resting_state(model)
+        state0 = jax.tree_util.tree_map(lambda x: jnp.full(n, x, dtype), rest)
+        state0 = state0._replace(v=state0.v + jnp.linspace(-5.0, 5.0, n, dtype=dtype))
+
+        def run(g_na, g_k, stim, record, every=1):
+            m = hhjax.set_params(model, {"na.g": g_na, "k.g": g_k})
+            return hhjax.simulate(m, stim, dt=DT, state0=state0, record=record, every=every)
+
+        tol = 1e-5 if dtype == jnp.float32 else 1e-12
+
+        def close(x, y):
+            np.testing.assert_allclose(x, y, rtol=tol, atol=tol * float(jnp.max(jnp.abs(y))))
+
+        for kw in (dict(record=("v", "gates", "currents"), every=3), dict(record="spikes")):
+            def jvp(g, k, s, kw=kw):
+                return jax.jvp(lambda g: run(g, k, s, **kw), (g,), (jnp.ones_like(g),))
+
+            (tiled, d_tiled), (plain, d_plain) = _traced_tiled_and_plain(
+                monkeypatch, jvp, g_na, 36.0, stim
+            )
+            _assert_same(tiled, plain)
+            for x, y in zip(_leaves(d_tiled), _leaves(d_plain), strict=True):
+                if x.dtype.kind == "f" and x.size:  # (not the float0 of integers, not empty t)
+                    close(x, y)
+        assert int(np.sum(plain.spike_counts)) >= n  # every neuron spikes
+
+        def loss(g_na, g_k, stim):  # a stimulus shared by all neurons, 1-D
+            return jnp.mean((run(g_na, g_k, stim, "v").v + 60.0) ** 2)
+
+        tiled, plain = _traced_tiled_and_plain(
+            monkeypatch, jax.value_and_grad(loss, argnums=(0, 1, 2)), g_na, 36.0, stim[-1]
+        )
+        for x, y in zip(*map(jax.tree_util.tree_leaves, (tiled, plain)), strict=True):
+            close(x, y)
+        assert float(jnp.min(jnp.abs(tiled[1][0]))) > 0  # every neuron's g_Na matters
+        monkeypatch.setattr(sim, "_traced_tile", lambda *a: pytest.fail("tiles in a forward run"))
+        jax.jit(lambda g: loss(g, 36.0, stim[-1]))(g_na)
+
+
+def test_differentiated_tiles_with_a_factored_stimulus(monkeypatch):
+    # a step current with an amplitude per neuron: shared time profiles, weights split
+    n = 100
+    amps = jnp.asarray(np.linspace(6.0, 14.0, n), jnp.float32)
+    model = hhjax.presets.neuron_hh()
+
+    def run(amps):
+        stim = hhjax.stimulus.step_current(amps, 5.0)
+        return hhjax.simulate(model, stim, dt=DT, t_max=10.0, every=7)
+
+    (tiled, d_tiled), (plain, d_plain) = _traced_tiled_and_plain(
+        monkeypatch, lambda a: jax.jvp(run, (a,), (jnp.ones_like(a),)), amps
+    )
+    _assert_same(tiled, plain)
+    np.testing.assert_allclose(d_tiled.v, d_plain.v, rtol=1e-5, atol=1e-5)
+
+
+def _loops_outside_small_calls(text: str) -> list[int]:
+    """Trip counts of the while loops in compiled HLO that are not inside an
+    ``xla_cpu_small_call`` (loops XLA runs kernel by kernel); -1 when not known."""
+    comps: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        head = re.match(r"^(?:ENTRY )?%?([\w.\-]+) .*\{\s*$", line)
+        if head:
+            comps[head.group(1)] = lines = []
+        elif comps:
+            lines.append(line)
+
+    def callees(name: str, seen: set[str]) -> set[str]:
+        for line in comps.get(name, []):
+            for m in re.finditer(r"(?:to_apply|body|condition|calls)=%?([\w.\-]+)", line):
+                if m.group(1) not in seen:
+                    seen.add(m.group(1))
+                    callees(m.group(1), seen)
+        return seen
+
+    small: set[str] = set()
+    for lines in comps.values():
+        for line in lines:
+            m = re.search(r"to_apply=%?([\w.\-]+)", line)
+            if m and "xla_cpu_small_call" in line:
+                small |= callees(m.group(1), {m.group(1)})
+    trips = []
+    for name, lines in comps.items():
+        for line in lines:
+            if " while(" in line and name not in small:
+                m = re.search(r'known_trip_count":\{"n":"(\d+)"', line)
+                trips.append(int(m.group(1)) if m else -1)
+    return trips
+
+
+@pytest.mark.parametrize("preset, dtype, record, n_free", [
+    ("neuron_hh", "float32", "v", 1),
+    ("neuron_hh", "float32", ("v", "gates", "currents"), 8),
+    ("connor_stevens", "float32", "v", 8),
+    ("neuron_hh", "float64", "v", 1),
+])
+def test_gradient_tile_size_keeps_the_gradient_loops_one_function(preset, dtype, record, n_free):
+    # jax.grad of a traced population: the tile size formula keeps the time loops, forward
+    # and backward, under XLA's small-loop threshold; only the loops over tiles are left
+    if not hhjax.xla.loop_bytes():
+        pytest.skip("hhjax's small-loop threshold is not set in this process")
+    sim = sys.modules["hhjax.simulate"]
+    n, n_steps = 500, 100
+    with jax.enable_x64(dtype == "float64"):
+        model = getattr(hhjax.presets, preset)()
+        params = hhjax.get_params(model)
+        free = sorted(params, key=lambda p: not p.endswith(".g"))[:n_free]
+        stim = jnp.asarray(np.linspace(6.0, 14.0, n)[:, None] * np.ones(n_steps), dtype)
+
+        def loss(p: dict, stim: jax.Array) -> jax.Array:
+            tr = hhjax.simulate(hhjax.set_params(model, p), stim, dt=DT, record=record)
+            return sum(jnp.sum(x ** 2) for x in jax.tree_util.tree_leaves((tr.v, tr.gates, tr.currents)))
+
+        p = {k: jnp.asarray(params[k], dtype) for k in free}
+        cfg = sim._Static("exp_euler", tuple(np.atleast_1d(record)), 1, False, 0, "exact")
+        assert sim._traced_tile(model, cfg, np.dtype(dtype), n, n_free) >= 48
+        text = jax.jit(jax.grad(loss)).lower(p, stim).compile().as_text()
+    n_tiles = -(-n // sim._traced_tile(model, cfg, np.dtype(dtype), n, n_free))
+    assert _loops_outside_small_calls(text) == [n_tiles, n_tiles]  # forward, backward
+
+
 @pytest.mark.parametrize("method", ["exp_euler", "euler"])
 def test_one_neuron_program_runs_as_one_function(monkeypatch, method):
     # simulate._once: a one-neuron call keeps all of its work in one loop that XLA
