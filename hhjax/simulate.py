@@ -774,8 +774,10 @@ def _traced_tile(model: Model, cfg: _Static, dtype: Any, n: int, n_diff: int) ->
     steps this took ``jax.grad`` of a V loss from 0.23-0.40 s to 0.17 s. A forward run
     keeps the ``vmap``: at up to ~1000 neurons its loop is one function already, with
     more independent work per step than a tile's (tiles were 10-40 % slower there).
-    Sizes are multiples of 16 (AVX-512 float32 lanes); the one that pads the least is
-    taken. ``n_diff``: model leaves being differentiated.
+    A population whose gradient loops fit whole stays one ``vmap`` (100 neurons, 4000
+    steps: 5.1 ms against 8.4 ms in two tiles). Sizes are multiples of 16 (AVX-512
+    float32 lanes); the one that pads the least is taken. ``n_diff``: model leaves
+    being differentiated.
     """
     threshold = xla.loop_bytes()
     if not threshold or jax.default_backend() != "cpu" or cfg.rates != "exact":
@@ -786,9 +788,10 @@ def _traced_tile(model: Model, cfg: _Static, dtype: Any, n: int, n_diff: int) ->
         + _GRAD_ITEMS_FIELD * max(0, _n_fields(model, cfg.record) - 1)
         + (_TILE_ITEMS_SPIKES if cfg.max_spikes else 0)
     )
+    fit = threshold // (items * np.dtype(dtype).itemsize)  # neurons whose loops fit
     smallest, largest = _TRACED_TILES
-    largest = min(largest, threshold // (items * np.dtype(dtype).itemsize)) // 16 * 16
-    if largest < smallest or largest >= n:
+    largest = min(largest, fit) // 16 * 16
+    if largest < smallest or n <= fit:  # (a whole vmap that fits has more work per step)
         return 0
     return min(range(largest, smallest - 1, -16), key=lambda s: -(-n // s) * s)
 
