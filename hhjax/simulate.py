@@ -771,9 +771,9 @@ def _traced_tile(model: Model, cfg: _Static, dtype: Any, n: int, n_diff: int) ->
     of its ``n`` neurons makes loops that XLA runs kernel by kernel. Tiles small enough
     for their loops, the backward one included, to be compiled as one function each
     (:func:`hhjax.xla.loop_bytes`) run one after the other. At 1000 neurons x 1e4
-    steps this took ``jax.grad`` of a V loss from 0.23-0.40 s to 0.17 s. A forward run
-    keeps the ``vmap``: at up to ~1000 neurons its loop is one function already, with
-    more independent work per step than a tile's (tiles were 10-40 % slower there).
+    steps this took ``jax.grad`` of a V loss from 0.23-0.36 s to 0.16-0.17 s. A forward
+    run keeps the ``vmap``: at up to ~1000 neurons its loop is one function already,
+    with more independent work per step than a tile's (tiles were 10-40 % slower).
     A population whose gradient loops fit whole stays one ``vmap`` (100 neurons, 4000
     steps: 5.1 ms against 8.4 ms in two tiles). Sizes are multiples of 16 (AVX-512
     float32 lanes); the one that pads the least is taken. ``n_diff``: model leaves
