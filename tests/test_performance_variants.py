@@ -386,15 +386,17 @@ def test_differentiated_tiles_give_the_results_of_one_vmap(monkeypatch, dtype):
                     close(x, y)
         assert int(np.sum(plain.spike_counts)) >= n  # every neuron spikes
 
-        def loss(g_na, g_k, stim):  # a stimulus shared by all neurons, 1-D
-            return jnp.mean((run(g_na, g_k, stim, "v").v + 60.0) ** 2)
+        def loss(g_na, g_k, stim, checkpoint=False):  # a shared 1-D stimulus
+            m = hhjax.set_params(model, {"na.g": g_na, "k.g": g_k})
+            v = hhjax.simulate(m, stim, dt=DT, state0=state0, checkpoint=checkpoint).v
+            return jnp.mean((v + 60.0) ** 2)
 
-        tiled, plain = _traced_tiled_and_plain(
-            monkeypatch, jax.value_and_grad(loss, argnums=(0, 1, 2)), g_na, 36.0, stim[-1]
-        )
-        for x, y in zip(*map(jax.tree_util.tree_leaves, (tiled, plain)), strict=True):
-            close(x, y)
-        assert float(jnp.min(jnp.abs(tiled[1][0]))) > 0  # every neuron's g_Na matters
+        for checkpoint in (False, True):
+            vg = jax.value_and_grad(lambda *a, c=checkpoint: loss(*a, c), argnums=(0, 1, 2))
+            tiled, plain = _traced_tiled_and_plain(monkeypatch, vg, g_na, 36.0, stim[-1])
+            for x, y in zip(*map(jax.tree_util.tree_leaves, (tiled, plain)), strict=True):
+                close(x, y)
+            assert float(jnp.min(jnp.abs(tiled[1][0]))) > 0  # every neuron's g_Na matters
         monkeypatch.setattr(sim, "_traced_tile", lambda *a: pytest.fail("tiles in a forward run"))
         jax.jit(lambda g: loss(g, 36.0, stim[-1]))(g_na)
 
