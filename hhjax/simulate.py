@@ -8,7 +8,8 @@ only spike counts and a fixed number of interpolated spike times per neuron (O(N
 memory). A population is sharded across every local device (on a CPU, one device
 per core; see :mod:`hhjax.population`), runs on each in tiles whose time loop XLA
 compiles as one function (:func:`_run_tiles`), and is split into chunks when it would
-not fit in memory.
+not fit in memory. Under ``jax.grad`` or ``jax.jvp`` (one device) a population runs in
+smaller tiles, one after the other, sized for the backward loop (:func:`_map_tiles`).
 """
 
 from __future__ import annotations
@@ -323,7 +324,7 @@ def _map_tiles(
     threshold: Array, tables: Any, cfg: _Static,
 ) -> tuple[dict[str, Any], State, Array]:
     """``fn`` (the ``vmap`` of :func:`_run_single`) over tiles of ``cfg.tile`` neurons
-    in sequence (``jax.lax.map``), for a differentiated population (:func:`_traced_tile`).
+    in sequence (``jax.lax.map``), for a differentiated population (:func:`_grad_tile`).
 
     Every leaf with a population axis (1-D model and state leaves, a 2-D stimulus or
     weights) is padded to whole tiles with copies of its last neuron and split into
@@ -744,12 +745,12 @@ def _tile_size(model: Model, cfg: _Static, dtype: Any, n_local: int, n_dev: int)
 
 # Values one neuron's gradient loop touches per step (the backward loop is the largest),
 # in units of the dtype's size: per state variable, per differentiated model leaf (its
-# cotangent's work is in the loop), per extra recorded field. Fitted to where XLA stops compiling the loops of
-# ``jax.grad`` as one function (presets, both dtypes, each method, 1-28 traced leaves;
-# tests/test_performance_variants.py checks it).
+# cotangent's work is in the loop), per extra recorded field. Fitted to where XLA stops
+# compiling the loops of ``jax.grad`` as one function (presets, both dtypes, each
+# method, 1-28 differentiated leaves; tests/test_performance_variants.py checks it).
 _GRAD_ITEMS_STATE, _GRAD_ITEMS_LEAF, _GRAD_ITEMS_FIELD = 64, 16, 16
 _GRAD_STAGES = {"rk4": 3}  # per-state factor of a method with more stages than one
-_TRACED_TILES = (48, 96)  # neurons: smallest and largest traced tile (48-96 measured best)
+_GRAD_TILES = (48, 96)  # neurons: smallest and largest gradient tile (48-96 measured best)
 
 
 _AD_TRACERS = ("JVPTracer", "LinearizeTracer")  # jax.jvp / jacfwd; jax.grad / vjp
@@ -764,7 +765,7 @@ def _differentiated(tree: Any) -> int:
     return sum(type(x).__name__ in _AD_TRACERS for x in jax.tree_util.tree_leaves(tree))
 
 
-def _traced_tile(model: Model, cfg: _Static, dtype: Any, n: int, n_diff: int) -> int:
+def _grad_tile(model: Model, cfg: _Static, dtype: Any, n: int, n_diff: int) -> int:
     """Neurons per tile of a differentiated population of ``n`` (0: one ``vmap``).
 
     Under ``jax.grad`` (or ``jax.jvp``) a population runs on one device, where a ``vmap``
@@ -789,7 +790,7 @@ def _traced_tile(model: Model, cfg: _Static, dtype: Any, n: int, n_diff: int) ->
         + (_TILE_ITEMS_SPIKES if cfg.max_spikes else 0)
     )
     fit = threshold // (items * np.dtype(dtype).itemsize)  # neurons whose loops fit
-    smallest, largest = _TRACED_TILES
+    smallest, largest = _GRAD_TILES
     largest = min(largest, fit) // 16 * 16
     if largest < smallest or n <= fit:  # (a whole vmap that fits has more work per step)
         return 0
@@ -1025,7 +1026,7 @@ def simulate(
         if n_pop is not None and _differentiated((model, stim, weights, state0)):
             # (before the conversion below, which makes every leaf a tracer)
             n_diff = _differentiated(model)
-            cfg = cfg._replace(tile=_traced_tile(model, cfg, dtype, int(n_pop), n_diff))
+            cfg = cfg._replace(tile=_grad_tile(model, cfg, dtype, int(n_pop), n_diff))
         model = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), model)
         if state0 is not None:
             state0 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), state0)

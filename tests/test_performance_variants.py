@@ -338,15 +338,15 @@ def test_tile_size_keeps_the_tile_loop_one_function(monkeypatch, preset, dtype, 
     assert texts[0].count("xla_cpu_small_call") >= 2
 
 
-def _traced_tiled_and_plain(monkeypatch, fn, *args):
+def _grad_tiled_and_plain(monkeypatch, fn, *args):
     """``jax.jit(fn)(*args)`` with a differentiated population in tiles of 48 and in one
     ``vmap``."""
     sim = sys.modules["hhjax.simulate"]
     sizes = []
-    monkeypatch.setattr(sim, "_traced_tile", lambda m, cfg, d, n, k: sizes.append(n) or 48)
+    monkeypatch.setattr(sim, "_grad_tile", lambda m, cfg, d, n, k: sizes.append(n) or 48)
     tiled = jax.jit(lambda *a: fn(*a))(*args)  # a new function: a cache of its own
     assert sizes, "the tiled path did not run"
-    monkeypatch.setattr(sim, "_traced_tile", lambda *a: 0)
+    monkeypatch.setattr(sim, "_grad_tile", lambda *a: 0)
     return tiled, jax.jit(lambda *a: fn(*a))(*args)
 
 
@@ -377,7 +377,7 @@ def test_differentiated_tiles_give_the_results_of_one_vmap(monkeypatch, dtype):
             def jvp(g, k, s, kw=kw):
                 return jax.jvp(lambda g: run(g, k, s, **kw), (g,), (jnp.ones_like(g),))
 
-            (tiled, d_tiled), (plain, d_plain) = _traced_tiled_and_plain(
+            (tiled, d_tiled), (plain, d_plain) = _grad_tiled_and_plain(
                 monkeypatch, jvp, g_na, 36.0, stim
             )
             _assert_same(tiled, plain)
@@ -393,11 +393,11 @@ def test_differentiated_tiles_give_the_results_of_one_vmap(monkeypatch, dtype):
 
         for checkpoint in (False, True):
             vg = jax.value_and_grad(lambda *a, c=checkpoint: loss(*a, c), argnums=(0, 1, 2))
-            tiled, plain = _traced_tiled_and_plain(monkeypatch, vg, g_na, 36.0, stim[-1])
+            tiled, plain = _grad_tiled_and_plain(monkeypatch, vg, g_na, 36.0, stim[-1])
             for x, y in zip(*map(jax.tree_util.tree_leaves, (tiled, plain)), strict=True):
                 close(x, y)
             assert float(jnp.min(jnp.abs(tiled[1][0]))) > 0  # every neuron's g_Na matters
-        monkeypatch.setattr(sim, "_traced_tile", lambda *a: pytest.fail("tiles in a forward run"))
+        monkeypatch.setattr(sim, "_grad_tile", lambda *a: pytest.fail("tiles in a forward run"))
         jax.jit(lambda g: loss(g, 36.0, stim[-1]))(g_na)
 
 
@@ -411,7 +411,7 @@ def test_differentiated_tiles_with_a_factored_stimulus(monkeypatch):
         stim = hhjax.stimulus.step_current(amps, 5.0)
         return hhjax.simulate(model, stim, dt=DT, t_max=10.0, every=7)
 
-    (tiled, d_tiled), (plain, d_plain) = _traced_tiled_and_plain(
+    (tiled, d_tiled), (plain, d_plain) = _grad_tiled_and_plain(
         monkeypatch, lambda a: jax.jvp(run, (a,), (jnp.ones_like(a),)), amps
     )
     _assert_same(tiled, plain)
@@ -477,9 +477,9 @@ def test_gradient_tile_size_keeps_the_gradient_loops_one_function(preset, dtype,
 
         p = {k: jnp.asarray(params[k], dtype) for k in free}
         cfg = sim._Static("exp_euler", tuple(np.atleast_1d(record)), 1, False, 0, "exact")
-        assert sim._traced_tile(model, cfg, np.dtype(dtype), n, n_free) >= 48
+        assert sim._grad_tile(model, cfg, np.dtype(dtype), n, n_free) >= 48
         text = jax.jit(jax.grad(loss)).lower(p, stim).compile().as_text()
-    n_tiles = -(-n // sim._traced_tile(model, cfg, np.dtype(dtype), n, n_free))
+    n_tiles = -(-n // sim._grad_tile(model, cfg, np.dtype(dtype), n, n_free))
     assert _loops_outside_small_calls(text) == [n_tiles, n_tiles]  # forward, backward
 
 
