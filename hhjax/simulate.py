@@ -756,13 +756,28 @@ _GRAD_TILES = (48, 96)  # neurons: smallest and largest gradient tile (48-96 mea
 _AD_TRACERS = ("JVPTracer", "LinearizeTracer")  # jax.jvp / jacfwd; jax.grad / vjp
 
 
-def _differentiated(tree: Any) -> int:
-    """How many leaves of ``tree`` JAX is differentiating (forward or reverse mode).
+def _tracers(x: Any) -> list[str]:
+    """The kinds of JAX tracer ``x`` is, outermost first, following primal values."""
+    kinds = []
+    while isinstance(x, jax.core.Tracer) and len(kinds) < 16:
+        kinds.append(type(x).__name__)
+        x = getattr(x, "primal", getattr(x, "val", None))  # (AD tracers; vmap's)
+    return kinds
 
-    JAX names no public type for this; should the names change, the answer is 0 and a
-    traced population runs as one ``vmap``, as it did before tiles.
+
+def _differentiated(tree: Any) -> int:
+    """How many leaves of ``tree`` JAX is differentiating (forward or reverse mode), or 0
+    when a value is also batched by a ``jax.vmap`` around it.
+
+    Under an outer ``vmap`` the loops hold the mapped copies too, whose number a trace
+    does not show (4 parameter sets of 500 neurons: 0.13 s in tiles against 0.09 s).
+    JAX names no public type for any of this; should the names change, the answer is 0
+    and a traced population runs as one ``vmap``, as it did before tiles.
     """
-    return sum(type(x).__name__ in _AD_TRACERS for x in jax.tree_util.tree_leaves(tree))
+    kinds = [_tracers(x) for x in jax.tree_util.tree_leaves(tree)]
+    if any("BatchTracer" in k for k in kinds):
+        return 0
+    return sum(bool(k) and k[0] in _AD_TRACERS for k in kinds)
 
 
 def _grad_tile(model: Model, cfg: _Static, dtype: Any, n: int, n_diff: int) -> int:

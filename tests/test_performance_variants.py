@@ -397,8 +397,10 @@ def test_differentiated_tiles_give_the_results_of_one_vmap(monkeypatch, dtype):
             for x, y in zip(*map(jax.tree_util.tree_leaves, (tiled, plain)), strict=True):
                 close(x, y)
             assert float(jnp.min(jnp.abs(tiled[1][0]))) > 0  # every neuron's g_Na matters
-        monkeypatch.setattr(sim, "_grad_tile", lambda *a: pytest.fail("tiles in a forward run"))
-        jax.jit(lambda g: loss(g, 36.0, stim[-1]))(g_na)
+        monkeypatch.setattr(sim, "_grad_tile", lambda *a: pytest.fail("tiles"))
+        jax.jit(lambda g: loss(g, 36.0, stim[-1]))(g_na)  # a forward run: one vmap
+        # under an outer vmap (here over two g_K) the loops would hold both copies
+        jax.vmap(jax.grad(loss), in_axes=(None, 0, None))(g_na, jnp.asarray([30.0, 36.0]), stim[-1])
 
 
 def test_differentiated_tiles_with_a_factored_stimulus(monkeypatch):
