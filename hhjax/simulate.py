@@ -338,15 +338,13 @@ def _map_tiles(
     pad = n_tiles * size - n
     dims = (1, -1 if cfg.factored else 2, 2, 1)  # a batched leaf's ndim, per input (-1: none)
 
-    def split(x: Array) -> Array:
-        if pad:
-            x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
-        return x.reshape(n_tiles, size, *x.shape[1:])
-
-    leaves, tree = jax.tree_util.tree_flatten(batched)
-    cut = [np.ndim(x) == nd for arg, nd in zip(batched, dims, strict=True)
-           for x in jax.tree_util.tree_leaves(arg)]
-    tiles = [split(x) for x, c in zip(leaves, cut, strict=True) if c]
+    mask = tuple(
+        jax.tree_util.tree_map(lambda x, nd=nd: np.ndim(x) == nd, arg)
+        for arg, nd in zip(batched, dims, strict=True)
+    )
+    leaves, tree = jax.tree_util.tree_flatten(_take(batched, 0, n, pad, mask))
+    cut = jax.tree_util.tree_leaves(mask)
+    tiles = [x.reshape(n_tiles, size, *x.shape[1:]) for x, c in zip(leaves, cut, strict=True) if c]
 
     def run(tile: list[Array]) -> Any:
         it = iter(tile)
