@@ -370,8 +370,13 @@ def test_differentiated_tiles_give_the_results_of_one_vmap(monkeypatch, dtype):
 
         tol = 1e-5 if dtype == jnp.float32 else 1e-12
 
-        def close(x, y):
+        def close(x, y, tol=tol):
             np.testing.assert_allclose(x, y, rtol=tol, atol=tol * float(jnp.max(jnp.abs(y))))
+
+        # float32 derivatives: the vmap's own differ from float64 ones by up to 1.8e-4
+        # (tangents, spikes) and 3e-4 (gradient) of their scale here, so rounding in
+        # another order (the lanes past the vmap's last whole vector) may move them 1e-4
+        t_tol = 1e-4 if dtype == jnp.float32 else tol
 
         for kw in (dict(record=("v", "gates", "currents"), every=3), dict(record="spikes")):
             def jvp(g, k, s, kw=kw):
@@ -383,7 +388,7 @@ def test_differentiated_tiles_give_the_results_of_one_vmap(monkeypatch, dtype):
             _assert_same(tiled, plain)
             for x, y in zip(_leaves(d_tiled), _leaves(d_plain), strict=True):
                 if x.dtype.kind == "f" and x.size:  # (not the float0 of integers, not empty t)
-                    close(x, y)
+                    close(x, y, t_tol)
         assert int(np.sum(plain.spike_counts)) >= n  # every neuron spikes
 
         def loss(g_na, g_k, stim, checkpoint=False):  # a shared 1-D stimulus
@@ -394,8 +399,9 @@ def test_differentiated_tiles_give_the_results_of_one_vmap(monkeypatch, dtype):
         for checkpoint in (False, True):
             vg = jax.value_and_grad(lambda *a, c=checkpoint: loss(*a, c), argnums=(0, 1, 2))
             tiled, plain = _grad_tiled_and_plain(monkeypatch, vg, g_na, 36.0, stim[-1])
-            for x, y in zip(*map(jax.tree_util.tree_leaves, (tiled, plain)), strict=True):
-                close(x, y)
+            close(tiled[0], plain[0])  # the loss
+            for x, y in zip(*map(jax.tree_util.tree_leaves, (tiled[1], plain[1])), strict=True):
+                close(x, y, t_tol)
             assert float(jnp.min(jnp.abs(tiled[1][0]))) > 0  # every neuron's g_Na matters
         monkeypatch.setattr(sim, "_grad_tile", lambda *a: pytest.fail("tiles"))
         jax.jit(lambda g: loss(g, 36.0, stim[-1]))(g_na)  # a forward run: one vmap
@@ -461,8 +467,8 @@ def _loops_outside_small_calls(text: str) -> list[int]:
     ("neuron_hh", "float64", "v", 1),
 ])
 def test_gradient_tile_size_keeps_the_gradient_loops_one_function(preset, dtype, record, n_free):
-    # jax.grad of a traced population: the tile size formula keeps the time loops, forward
-    # and backward, under XLA's small-loop threshold; only the loops over tiles are left
+    # jax.grad of a traced population: the tile size formula keeps the loops over the
+    # tiles' steps, forward and backward, under XLA's small-loop threshold
     if not hhjax.xla.loop_bytes():
         pytest.skip("hhjax's small-loop threshold is not set in this process")
     sim = sys.modules["hhjax.simulate"]
@@ -482,7 +488,9 @@ def test_gradient_tile_size_keeps_the_gradient_loops_one_function(preset, dtype,
         assert sim._grad_tile(model, cfg, np.dtype(dtype), n, n_free) >= 48
         text = jax.jit(jax.grad(loss)).lower(p, stim).compile().as_text()
     n_tiles = -(-n // sim._grad_tile(model, cfg, np.dtype(dtype), n, n_free))
-    assert _loops_outside_small_calls(text) == [n_tiles, n_tiles]  # forward, backward
+    trips = re.findall(r'known_trip_count":\{"n":"(\d+)"', text)
+    assert trips.count(str(n_tiles * n_steps)) == 2  # the tiles' steps, forward and backward
+    assert _loops_outside_small_calls(text) == []
 
 
 @pytest.mark.parametrize("method", ["exp_euler", "euler"])
