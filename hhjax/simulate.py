@@ -336,6 +336,8 @@ def _run(
         stim_axis, w_axis = (0 if stim.ndim == 2 else None), None
     if n_model is None and stim_axis is None and w_axis is None and not _batched(state0):
         return _run_single(model, stim, weights, state0, dt, threshold, tables, cfg, alone=True)
+    if cfg.tile:
+        return _scan_tiles(model, stim, weights, state0, dt, threshold, tables, cfg)
     state_axes = None if state0 is None else jax.tree_util.tree_map(
         lambda x: 0 if x.ndim == 1 else None, state0
     )
@@ -343,8 +345,6 @@ def _run(
         _run_single,
         in_axes=(model_axes, stim_axis, w_axis, state_axes, None, None, None, None),
     )
-    if cfg.tile:
-        return _scan_tiles(model, stim, weights, state0, dt, threshold, tables, cfg)
     return fn(model, stim, weights, state0, dt, threshold, tables, cfg)
 
 
