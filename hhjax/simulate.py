@@ -156,14 +156,19 @@ def _unit_runner(
         times = jnp.where((slot == at + 1) & (n_blk_ >= 2), t_last[..., None], times)
         return count + n_blk, n_stored + jnp.minimum(n_blk, _SPIKES_PER_BLOCK), times
 
-    def run_unit(carry: tuple[Any, ...], i_unit: Array) -> tuple[Any, ...]:
+    def run_unit(carry: tuple[Any, ...], i_unit: Array, single: bool = False) -> tuple[Any, ...]:
+        # single: i_unit is one step's input (no unit axis). Under jax.grad, a step's
+        # input that is the scan's own input is read from there in the backward pass;
+        # taken out of a unit axis, it is a new value and stored per step.
         state, v_max, k, store = carry
         blk0 = None
         if spikes:
             zeros = jnp.zeros_like(state.v)
             blk0 = (zeros.astype(jnp.int32), zeros, zeros)
         inner = (state, v_max, k, blk0)
-        if i_unit.shape[0] == 1:
+        if single:
+            inner, _ = one(inner, i_unit)
+        elif i_unit.shape[0] == 1:
             inner, _ = one(inner, i_unit[0])
         else:
             inner, _ = jax.lax.scan(one, inner, i_unit)
@@ -234,18 +239,20 @@ def _run_single(
         model, weights, dt, threshold, tables, cfg, dtype, not vmax_from_record
     )
 
+    every = cfg.every
+    n = stim.shape[0]
+    units = n // every  # recording units of `every` steps, each ending in a sample
+    single = every == 1  # a unit is one step: scan over the steps' inputs themselves
+
     def block(carry: tuple[Any, ...], i_unit: Array) -> tuple[tuple[Any, ...], Any]:
-        carry = run_unit(carry, i_unit)
+        carry = run_unit(carry, i_unit, single)
         return carry, _observe(model, carry[0], cfg.record)
 
     def scan_units(carry: tuple[Any, ...], i_units: Array) -> tuple[tuple[Any, ...], Any]:
         return jax.lax.scan(block, carry, i_units)
 
-    every = cfg.every
-    n = stim.shape[0]
-    units = n // every  # recording units of `every` steps, each ending in a sample
     carry = _carry0(state0, cfg)
-    head = stim[: units * every].reshape(units, every, *stim.shape[1:])
+    head = stim[:units] if single else stim[: units * every].reshape(units, every, *stim.shape[1:])
     if cfg.checkpoint and units > 1 and not population_first:
         carry, recs = _scan_checkpointed(scan_units, carry, head)
     elif population_first:
@@ -358,10 +365,12 @@ def _scan_tiles(
     Every leaf with a population axis (1-D model and state leaves, a 2-D stimulus or
     weights) is padded to whole tiles with copies of its last neuron and split into
     ``(n_tiles, tile, ...)``. The scan runs the units of one tile after the other: each
-    unit steps the tile's own model, its final carry is written into a buffer of all
-    tiles, and after a tile's last unit the carry restarts from the next tile's initial
-    state. So the values the backward pass keeps (each step's state) are written once,
-    in place, into one array for the whole population. (A loop over tiles with a time
+    unit steps the tile's own model, and one more iteration per tile writes the tile's
+    final carry into a buffer of all tiles and restarts the carry from the next tile's
+    initial state. So the values the backward pass keeps (each step's state) are
+    written once, in place, into one array for the whole population; with V recorded
+    every step, each step's current is read there from the scan's input (not stored
+    again). (A loop over tiles with a time
     loop inside, ``jax.lax.map``, wrote them per tile and then copied them into a stack
     of all tiles; paired runs at 1000 neurons: 0.144-0.149 s per gradient against
     0.154-0.155 s at 1e4 steps, 1.47-1.58 s against 1.73-1.77 s at 1e5.) Results are
@@ -398,12 +407,18 @@ def _scan_tiles(
     n_steps = stim.shape[0] if cfg.factored else stim.shape[-1]
     every = cfg.every
     units = n_steps // every
-    if per_neuron:  # (n_tiles * units, every, tile): each tile's units, time-major
+    # Each tile runs units + 1 iterations: its units, then one that hands over to the
+    # next tile (its unit is computed and dropped: 1 / units more work). Every iteration
+    # records the sample before its unit, so a tile's samples are all of its record.
+    if per_neuron:  # (n_tiles * (units + 1), every, tile): each tile's units, time-major
         xs = split(stim[:, : units * every]).reshape(n_tiles, size, units, every)
-        xs = xs.transpose(0, 2, 3, 1).reshape(n_tiles * units, every, size)
+        xs = jnp.pad(xs, ((0, 0), (0, 0), (0, 1), (0, 0)))
+        xs = xs.transpose(0, 2, 3, 1).reshape(n_tiles * (units + 1), every, size)
+        if every == 1:
+            xs = xs[:, 0]
     else:  # shared profiles: each unit's index into them
         head = stim[: units * every].reshape(units, every, *stim.shape[1:])
-        xs = jnp.tile(jnp.arange(units, dtype=jnp.int32), n_tiles)
+        xs = jnp.tile(jnp.minimum(jnp.arange(units + 1, dtype=jnp.int32), units - 1), n_tiles)
     track_vmax = not _vmax_from_record(cfg, alone=False)
     state_t, vmax_t, _, store_t = _carry0(state0_t, cfg)
     fin0 = (state_t, vmax_t, store_t)  # each tile's final carry (no step index)
@@ -411,20 +426,25 @@ def _scan_tiles(
     def block(carry: tuple[Any, ...], x: Array) -> tuple[tuple[Any, ...], Any]:
         inner, fin, j, u = carry
         m, w = tile_of((model_t, weights_t), j, (batched[0], batched[2]))
-        i_unit = x if per_neuron else jax.lax.dynamic_index_in_dim(head, x, keepdims=False)
-        inner = _unit_runner(m, w, dt, threshold, tables, cfg, dtype, track_vmax)(inner, i_unit)
+        # The sample and the tile's final carry are read off the carry coming in, so
+        # that the unit's result has one consumer, the next carry. (Read off the
+        # result, XLA computed the forward step in more than one fusion: 108 against
+        # 68 multiplies per step.)
+        rec = _observe(m, inner[0], cfg.record)
         fin = jax.tree_util.tree_map(
             lambda f, y: jax.lax.dynamic_update_index_in_dim(f, y, j, 0),
             fin, (inner[0], inner[1], inner[3]),
         )
-        rec = _observe(m, inner[0], cfg.record)
-        # After a tile's last unit, the next tile's start. (Switching here rather than
-        # before a tile's first step matters under jax.grad: the cotangent of the start
-        # is then read off the loop's carry; taken off the step's own cotangent, XLA
-        # recomputed the backward step in two places, 1.2x slower.)
-        last = u == units - 1
+        i_unit = x if per_neuron else jax.lax.dynamic_index_in_dim(head, x, keepdims=False)
+        run_unit = _unit_runner(m, w, dt, threshold, tables, cfg, dtype, track_vmax)
+        new = run_unit(inner, i_unit, single=per_neuron and every == 1)
+        # After a tile's hand-over iteration, the next tile's start. (Switching in the
+        # carry rather than before a tile's first step matters under jax.grad: the
+        # cotangent of the start is then read off the loop's carry; taken off the
+        # step's own cotangent, XLA recomputed the backward step in two places.)
+        last = u == units
         start = _carry0(tile_of(state0_t, jnp.minimum(j + 1, n_tiles - 1)), cfg)
-        inner = jax.tree_util.tree_map(lambda a, b: jnp.where(last, a, b), start, inner)
+        inner = jax.tree_util.tree_map(lambda a, b: jnp.where(last, a, b), start, new)
         return (inner, fin, j + last.astype(jnp.int32), jnp.where(last, 0, u + 1)), rec
 
     def scan_units(carry: tuple[Any, ...], xs: Array) -> tuple[tuple[Any, ...], Any]:
@@ -436,10 +456,9 @@ def _scan_tiles(
     else:
         carry, recs = scan_units(carry, xs)
     recs = jax.tree_util.tree_map(
-        lambda r: r.reshape(n_tiles, units, size).transpose(0, 2, 1).reshape(-1, units), recs
+        lambda r: r.reshape(n_tiles, units + 1, size).transpose(0, 2, 1).reshape(-1, units + 1),
+        recs,
     )
-    first = _observe(model, state0, cfg.record)
-    recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[:, None], b], 1), first, recs)
     state, v_max, store = jax.tree_util.tree_map(lambda x: x.reshape(-1, *x.shape[2:]), carry[1])
     if units * every < n_steps:  # remainder steps after the last sample: all tiles at once
         rest = stim[:, units * every:].T if per_neuron else stim[units * every:]

@@ -489,7 +489,17 @@ def test_gradient_tile_size_keeps_the_gradient_loops_one_function(preset, dtype,
         text = jax.jit(jax.grad(loss)).lower(p, stim).compile().as_text()
     n_tiles = -(-n // sim._grad_tile(model, cfg, np.dtype(dtype), n, n_free))
     trips = re.findall(r'known_trip_count":\{"n":"(\d+)"', text)
-    assert trips.count(str(n_tiles * n_steps)) == 2  # the tiles' steps, forward and backward
+    # the tiles' steps and each tile's hand-over iteration, forward and backward
+    assert trips.count(str(n_tiles * (n_steps + 1))) == 2
+    if record == "v":  # per step, the forward stores the state and V, not the current too
+        tile = sim._grad_tile(model, cfg, np.dtype(dtype), n, n_free)
+        stacked = f"[{n_tiles * (n_steps + 1)},{tile}]"
+        writes = [
+            line for line in text.splitlines()
+            if " fusion(" in line and "dynamic-update-slice" in line
+            and stacked in line.split("=")[1].split("fusion(")[0]
+        ]
+        assert len(writes) == 1 + len(model.gate_names) + 1
     assert _loops_outside_small_calls(text) == []
 
 
