@@ -53,15 +53,17 @@ class GateTables(NamedTuple):
     rows: Array
 
 
-# Populations from this size gather from each table inside the gate's own loop; smaller
-# ones fetch one packed row per neuron in a loop of its own. Same arithmetic, so the
-# same numbers; the choice is only speed. XLA's CPU cost model splits a loop over the
-# threads by the bytes it moves: the optimised HLO shows the fused gate loops on one
-# thread at 1e4 neurons and on two at 1e5, while with the packed row they stay on both
-# (measured here with XLA's default 256-bit vectors, float32, 1e4 neurons, V every 10th
-# step: 2.1e8 neuron-steps/s packed vs 1.5e8 fused; 1e5 neurons: 2.2-2.5e8 packed vs
-# 3.0-3.4e8 fused; with hhjax's 512-bit option the two swap order at 1e4 from run to run).
-_FUSED_GATHERS_FROM = 32768
+# Populations (per device) from this size gather from each table inside the gate's own
+# loop; smaller ones fetch one packed row per neuron in a loop of their own. Same
+# arithmetic, so the same numbers; the choice is only speed. Measured here (2-core VM,
+# float32, 4000 steps, hhjax's 512-bit vectors; neuron-steps/s, V every step / every
+# 10th / spikes only, fused against packed):
+#   1e4 neurons (5000 per device): 3.2-3.4e8 / 3.7e8 / 3.3e8 against 2.6-2.7e8 / 2.8-2.9e8 / 2.7e8
+#   1e3 (500): 2.5-2.9e8 / 3.1e8 / 1.5-1.9e8 against 2.1-2.5e8 / 2.6-2.8e8 / 1.4-1.8e8
+#   300 (150): 2.0-2.1e8 / 1.8-2.3e8 / 0.8-0.9e8 against 1.6-1.7e8 / 1.5e8 / 1.1e8
+#   100 (50): 1.2-1.4e8 / 1.3-1.4e8 / 0.3e8 against 1.1e8 / 1.0-1.2e8 / 0.3-0.5e8
+# (With XLA's default 256-bit vectors the packed row was the faster one at 1e4.)
+_FUSED_GATHERS_FROM = 256
 
 
 def _grid_size() -> int:
