@@ -58,9 +58,10 @@ class GateTables(NamedTuple):
 # arithmetic, so the same numbers; the choice is only speed. Measured here (2-core VM,
 # float32, 4000 steps, hhjax's 512-bit vectors; neuron-steps/s, V every step / every
 # 10th / spikes only, fused against packed):
-#   1e4 neurons (5000 per device): 3.2-3.4e8 / 3.7e8 / 3.3e8 against 2.6-2.7e8 / 2.8-2.9e8 / 2.7e8
+#   1e4 neurons (5000 per device): 3.2-3.4e8 / 3.5-3.7e8 / 3.2-3.3e8 against 2.6-2.7e8 /
+#     2.3-2.9e8 / 2.0-2.7e8
 #   1e3 (500): 2.5-2.9e8 / 3.1e8 / 1.5-1.9e8 against 2.1-2.5e8 / 2.6-2.8e8 / 1.4-1.8e8
-#   300 (150): 2.0-2.1e8 / 1.8-2.3e8 / 0.8-0.9e8 against 1.6-1.7e8 / 1.5e8 / 1.1e8
+#   300 (150): 2.0-2.1e8 / 1.8-2.3e8 / 0.8-0.9e8 against 1.6-1.8e8 / 1.5-1.9e8 / 1.1-1.2e8
 #   100 (50): 1.2-1.4e8 / 1.3-1.4e8 / 0.3e8 against 1.1e8 / 1.0-1.2e8 / 0.3-0.5e8
 # (With XLA's default 256-bit vectors the packed row was the faster one at 1e4.)
 _FUSED_GATHERS_FROM = 256
