@@ -266,8 +266,10 @@ def bench_gradient(n_steps: int, checkpoint: bool, repeats: int, n: int = 1) -> 
         out[f"{name}_s"], out[f"{name}_s_all"] = _median_runs(
             lambda c=compiled, a=args: jax.block_until_ready(c(*a)), repeats
         )
-        mem = compiled.memory_analysis()
-        out[f"{name}_temp_mb"] = None if mem is None else mem.temp_size_in_bytes / 2**20
+        mem = compiled.memory_analysis()  # (per device: a gradient spans the CPU devices)
+        n_dev = max(len(s.device_set) for s in jax.tree_util.tree_leaves(compiled.output_shardings))
+        out[f"{name}_devices"] = n_dev
+        out[f"{name}_temp_mb"] = None if mem is None else mem.temp_size_in_bytes * n_dev / 2**20
     out["ratio"] = out["grad_s"] / out["forward_s"]
     return out
 
@@ -400,15 +402,16 @@ def markdown(result: dict[str, Any]) -> str:
     grads = result.get("gradients", [])
     if grads:
         out += ["", "## Gradient cost (`jax.grad` of a V loss w.r.t. g_Na, float32, "
-                "`hhjax.jit`)", "",
+                "`hhjax.jit`; temp MB: XLA's temporaries, summed over the devices)", "",
                 "| N | steps | checkpoint | forward s | grad s | grad / forward | "
-                "forward temp MB | grad temp MB | grad compile s |",
-                "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                "forward temp MB | grad temp MB | grad devices | grad compile s |",
+                "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for g in grads:
             out.append(
                 f"| {g.get('n', 1)} | {g['n_steps']:.0e} | {g['checkpoint']} | {g['forward_s']:.4g} | "
                 f"{g['grad_s']:.4g} | {g['ratio']:.2f} | {_fmt(g['forward_temp_mb'], '.2f')} | "
-                f"{_fmt(g['grad_temp_mb'], '.2f')} | {g['grad_compile_s']:.2f} |"
+                f"{_fmt(g['grad_temp_mb'], '.2f')} | {g.get('grad_devices', 1)} | "
+                f"{g['grad_compile_s']:.2f} |"
             )
     return "\n".join(out) + "\n"
 

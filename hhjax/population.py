@@ -88,9 +88,10 @@ def enable_cpu_devices(count: int | None = None) -> bool:
 _MESHES: dict[tuple[Any, ...], jax.sharding.Mesh] = {}
 
 
-def population_mesh() -> jax.sharding.Mesh:
-    """A 1-D mesh named :data:`AXIS` over the default backend's local devices (cached)."""
-    devices = tuple(jax.local_devices())
+def population_mesh(devices: tuple[Any, ...] = ()) -> jax.sharding.Mesh:
+    """A 1-D mesh named :data:`AXIS` over ``devices`` (default: the default backend's
+    local devices), cached."""
+    devices = tuple(devices) or tuple(jax.local_devices())
     if devices not in _MESHES:
         _MESHES[devices] = jax.sharding.Mesh(np.array(devices), (AXIS,))
     return _MESHES[devices]

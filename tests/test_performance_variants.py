@@ -426,6 +426,63 @@ def test_differentiated_tiles_with_a_factored_stimulus(monkeypatch):
     np.testing.assert_allclose(d_tiled.v, d_plain.v, rtol=1e-5, atol=1e-5)
 
 
+def test_differentiated_population_split_over_devices_equals_one_device():
+    # under jax.grad a population of at least a smallest tile per device is split over
+    # the CPU devices (203 neurons: padded to a multiple of the device count with copies
+    # of the last neuron, which get no cotangent): loss, gradients w.r.t. a per-neuron
+    # and a shared conductance and the stimulus, and spike counts as on one device
+    n_dev = jax.local_device_count()
+    if n_dev < 2:
+        pytest.skip("one device (the four-device run below splits its gradient too)")
+    n = 203
+    model, stim = _population(n, 400, jnp.float32)
+    g_na = jnp.linspace(100.0, 140.0, n, dtype=jnp.float32)
+
+    def loss(g_na, g_k, stim, shard):
+        m = hhjax.set_params(model, {"na.g": g_na, "k.g": g_k})
+        tr = hhjax.simulate(m, stim, dt=DT, record=("v", "spikes"), shard=shard)
+        return jnp.mean((tr.v + 60.0) ** 2), tr.spike_counts
+
+    runs = [
+        jax.jit(jax.value_and_grad(lambda *a, s=s: loss(*a, s), argnums=(0, 1, 2), has_aux=True))(
+            g_na, jnp.float32(36.0), stim
+        )
+        for s in (True, False)
+    ]
+    (split, counts), grads = runs[0]
+    assert {len(g.sharding.device_set) for g in grads} == {n_dev}  # it ran on every device
+    assert {len(g.sharding.device_set) for g in runs[1][1]} == {1}
+    np.testing.assert_array_equal(counts, runs[1][0][1])
+    assert int(np.min(counts)) >= 1  # every neuron spikes
+    np.testing.assert_allclose(split, runs[1][0][0], rtol=1e-6)
+    for x, y in zip(grads, runs[1][1], strict=True):  # to rounding (other tiles, sums)
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(y))))
+    assert float(jnp.min(jnp.abs(grads[0]))) > 0  # the last neuron's too
+
+
+def test_a_population_runs_where_its_committed_arrays_are():
+    # an array placed on one device with jax.device_put keeps the run there (a program
+    # over every device would fail: "incompatible devices"); the record pool keeps the
+    # buffers of a run over every device apart from those of a run on one
+    model, stim = _population(200, 400, jnp.float32)
+    device = jax.local_devices()[-1]
+    plain = hhjax.simulate(model, stim, dt=DT)
+    one = hhjax.simulate(model, stim, dt=DT, shard=False)
+    for _ in range(2):  # the second call takes its buffers from the record pool
+        placed = hhjax.simulate(model, jax.device_put(stim, device), dt=DT)
+        assert placed.v.sharding.device_set == {device}
+        _assert_same(placed, one)
+    _assert_same(plain, one)
+
+    def loss(g_na, stim):
+        v = hhjax.simulate(hhjax.set_params(model, {"na.g": g_na}), stim, dt=DT).v
+        return jnp.mean((v + 60.0) ** 2)
+
+    g = jax.grad(loss)(jax.device_put(jnp.float32(120.0), device), jax.device_put(stim, device))
+    assert g.sharding.device_set == {device}
+    np.testing.assert_allclose(g, jax.grad(loss)(jnp.float32(120.0), stim), rtol=1e-5)
+
+
 def _loops_outside_small_calls(text: str) -> list[int]:
     """Trip counts of the while loops in compiled HLO that are not inside an
     ``xla_cpu_small_call`` (loops XLA runs kernel by kernel); -1 when not known."""
@@ -485,21 +542,25 @@ def test_gradient_tile_size_keeps_the_gradient_loops_one_function(preset, dtype,
 
         p = {k: jnp.asarray(params[k], dtype) for k in free}
         cfg = sim._Static("exp_euler", tuple(np.atleast_1d(record)), 1, False, 0, "exact")
-        assert sim._grad_tile(model, cfg, np.dtype(dtype), n, n_free) >= 48
+        devices = sim._grad_devices(stim, n)  # (the CPU devices, one per core)
+        n_local = -(-n // max(1, len(devices)))  # neurons per device
+        tile = sim._grad_tile(model, cfg, np.dtype(dtype), n_local, n_free)
+        assert tile >= 48
         text = jax.jit(jax.grad(loss)).lower(p, stim).compile().as_text()
-    n_tiles = -(-n // sim._grad_tile(model, cfg, np.dtype(dtype), n, n_free))
+    n_tiles = -(-n_local // tile)
     trips = re.findall(r'known_trip_count":\{"n":"(\d+)"', text)
     # the tiles' steps and each tile's hand-over iteration, forward and backward
     assert trips.count(str(n_tiles * (n_steps + 1))) == 2
     if record == "v":  # per step, the forward stores the state and V, not the current too
-        tile = sim._grad_tile(model, cfg, np.dtype(dtype), n, n_free)
         stacked = f"[{n_tiles * (n_steps + 1)},{tile}]"
         writes = [
             line for line in text.splitlines()
             if " fusion(" in line and "dynamic-update-slice" in line
             and stacked in line.split("=")[1].split("fusion(")[0]
         ]
-        assert len(writes) == 1 + len(model.gate_names) + 1
+        # (split over devices, JAX's partial evaluation of shard_map passes the record
+        # of V to the backward pass as its V: one array, not two)
+        assert len(writes) == 1 + len(model.gate_names) + (0 if devices else 1)
     assert _loops_outside_small_calls(text) == []
 
 
@@ -593,6 +654,13 @@ _SHARDED = textwrap.dedent(
     r_b = hhjax.simulate(m8, stim[0], reuse=r_a, **kw)
     pad_a = hhjax.simulate(model, stim, **kw)  # 10 neurons, padded: not written in place
     pad_b = hhjax.simulate(model, stim, reuse=pad_a, **kw)
+    big = hhjax.simulate(model, jnp.tile(stim[:, :200], (21, 1)), dt=0.025).v  # 210 neurons
+    def loss(g, shard):  # a gradient: split over the devices from 48 neurons per device
+        v = hhjax.simulate(hhjax.set_params(model, {"na.g": g}), jnp.tile(stim[:, :200],
+                           (21, 1)), dt=0.025, shard=shard).v
+        return jnp.mean((v - big + 1.0) ** 2)
+    g_split, g_one = (jax.jit(jax.grad(lambda g, s=s: loss(g, s)))(jnp.float32(110.0))
+                      for s in (True, False))
     same = lambda a, b: all(np.allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-3,
         equal_nan=True) and np.asarray(x).dtype == np.asarray(y).dtype
         for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
@@ -604,6 +672,8 @@ _SHARDED = textwrap.dedent(
         "reuse_same": same(r_ref, (r_b.v, r_b.gates, r_b.v_max)),
         "reuse_donated": r_a.v.is_deleted() and r_a.gates["na.m"].is_deleted(),
         "padded_untouched": not pad_a.v.is_deleted() and same(pad_a.v, pad_b.v),
+        "grad_split": len(g_split.sharding.device_set),
+        "grad_same": bool(np.isclose(g_split, g_one, rtol=1e-5)) and float(g_one) != 0.0,
     }))
     """
 )
@@ -621,7 +691,7 @@ def test_sharded_over_four_cpu_devices_equals_plain():
     assert res == {
         "devices": 4, "same": True, "same_chunked": True, "same_model_pop": True, "split": 4,
         "same_factored": True, "reuse_same": True, "reuse_donated": True,
-        "padded_untouched": True,
+        "padded_untouched": True, "grad_split": 4, "grad_same": True,
     }
 
 
