@@ -980,18 +980,23 @@ def _grad_tile(model: Model, cfg: _Static, dtype: Any, n: int, n_diff: int) -> i
     return min(range(largest, smallest - 1, -16), key=lambda s: -(-n // s) * s)
 
 
-def _grad_devices(tree: Any, n: int) -> tuple[Any, ...]:
-    """The CPU devices a differentiated population of ``n`` neurons is split over (empty:
-    it runs on one device).
+_GRAD_SPLIT_FROM = 500_000  # neuron-steps: a shorter differentiated run stays on one device
+
+
+def _grad_devices(tree: Any, n: int, n_steps: int) -> tuple[Any, ...]:
+    """The CPU devices a differentiated population of ``n`` neurons over ``n_steps`` is
+    split over (empty: it runs on one device).
 
     On one device the tiles of ``jax.grad`` run one after the other on one core. Split
     over the CPU devices (one per core, see :mod:`hhjax.population`), each device runs
     its own tiles: at 1000 neurons x 1e4 steps a V-loss gradient took 0.094-0.100 s
     against 0.146-0.164 s. Every device gets at least a smallest tile's worth of
-    neurons (:data:`_GRAD_TILES`): at 64 neurons, two halves took 13-17 ms against
-    9 ms on one device; at 96 and more, splitting was faster.
+    neurons (:data:`_GRAD_TILES`; at 64 neurons, two halves were slower), and the run
+    has :data:`_GRAD_SPLIT_FROM` neuron-steps or more (medians of 31 calls, split
+    against one device: 100 x 1e3 steps 1.8 ms against 1.4 ms, 100 x 4000 and
+    200 x 2000 alike, 100 x 1e4 12 ms against 14 ms, 1000 x 1e3 12-14 ms against 15 ms).
     """
-    if jax.default_backend() != "cpu":
+    if jax.default_backend() != "cpu" or n * n_steps < _GRAD_SPLIT_FROM:
         return ()
     devices = _committed_devices(tree) or tuple(jax.local_devices())
     return devices if len(devices) > 1 and n >= _GRAD_TILES[0] * len(devices) else ()
@@ -1116,8 +1121,8 @@ def simulate(
         shard: split a population over the local devices (default True); a population
             whose arrays you committed to devices (``jax.device_put(x, device)``) runs
             on those (split if several). Under ``jax.grad`` inside your ``jit``, that cannot be seen,
-            and on a CPU a population of at least 48 neurons per device is split over
-            every device: pass ``shard=False`` there if your ``jit`` takes arrays
+            and on a CPU a population of at least 48 neurons per device (and 5e5
+            neuron-steps) is split over every device: pass ``shard=False`` there if your ``jit`` takes arrays
             committed to one device (JAX raises "incompatible devices" otherwise).
         chunk_size: neurons per call for a population (default: from free memory).
         progress: print a progress line per chunk (default: when there are chunks).
@@ -1231,7 +1236,10 @@ def simulate(
         if n_pop is not None and _differentiated((model, stim, weights, state0)):
             # (before the conversion below, which makes every leaf a tracer)
             n_diff = _differentiated(model)
-            devices = _grad_devices((model, stim, weights, state0), int(n_pop)) if shard else ()
+            devices = (
+                _grad_devices((model, stim, weights, state0), int(n_pop), n_steps_)
+                if shard else ()
+            )
             n_local = -(-int(n_pop) // max(1, len(devices)))
             cfg = cfg._replace(
                 devices=devices, tile=_grad_tile(model, cfg, dtype, n_local, n_diff)

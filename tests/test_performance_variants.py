@@ -426,7 +426,7 @@ def test_differentiated_tiles_with_a_factored_stimulus(monkeypatch):
     np.testing.assert_allclose(d_tiled.v, d_plain.v, rtol=1e-5, atol=1e-5)
 
 
-def test_differentiated_population_split_over_devices_equals_one_device():
+def test_differentiated_population_split_over_devices_equals_one_device(monkeypatch):
     # under jax.grad a population of at least a smallest tile per device is split over
     # the CPU devices (203 neurons: padded to a multiple of the device count with copies
     # of the last neuron, which get no cotangent): loss, gradients w.r.t. a per-neuron
@@ -435,6 +435,9 @@ def test_differentiated_population_split_over_devices_equals_one_device():
     if n_dev < 2:
         pytest.skip("one device (the four-device run below splits its gradient too)")
     n = 203
+    sim = sys.modules["hhjax.simulate"]
+    assert sim._grad_devices(None, n, 400) == ()  # a short run stays on one device...
+    monkeypatch.setattr(sim, "_GRAD_SPLIT_FROM", n * 400)  # ...unless this is its length
     model, stim = _population(n, 400, jnp.float32)
     g_na = jnp.linspace(100.0, 140.0, n, dtype=jnp.float32)
 
@@ -542,7 +545,7 @@ def test_gradient_tile_size_keeps_the_gradient_loops_one_function(preset, dtype,
 
         p = {k: jnp.asarray(params[k], dtype) for k in free}
         cfg = sim._Static("exp_euler", tuple(np.atleast_1d(record)), 1, False, 0, "exact")
-        devices = sim._grad_devices(stim, n)  # (the CPU devices, one per core)
+        devices = sim._grad_devices(stim, n, n_steps)  # (CPU devices, one per core)
         n_local = -(-n // max(1, len(devices)))  # neurons per device
         tile = sim._grad_tile(model, cfg, np.dtype(dtype), n_local, n_free)
         assert tile >= 48
@@ -632,7 +635,7 @@ def test_chunk_size_from_budget():
 
 _SHARDED = textwrap.dedent(
     """
-    import json, numpy as np, jax, jax.numpy as jnp, hhjax
+    import json, sys, numpy as np, jax, jax.numpy as jnp, hhjax
     model = hhjax.presets.neuron_hh()
     t = np.arange(800) * 0.025
     amp = np.linspace(6.0, 14.0, 10)  # 10 neurons over 4 devices: padded to 12
@@ -655,6 +658,7 @@ _SHARDED = textwrap.dedent(
     pad_a = hhjax.simulate(model, stim, **kw)  # 10 neurons, padded: not written in place
     pad_b = hhjax.simulate(model, stim, reuse=pad_a, **kw)
     big = hhjax.simulate(model, jnp.tile(stim[:, :200], (21, 1)), dt=0.025).v  # 210 neurons
+    sys.modules["hhjax.simulate"]._GRAD_SPLIT_FROM = 0  # (a short run: split it too)
     def loss(g, shard):  # a gradient: split over the devices from 48 neurons per device
         v = hhjax.simulate(hhjax.set_params(model, {"na.g": g}), jnp.tile(stim[:, :200],
                            (21, 1)), dt=0.025, shard=shard).v
