@@ -989,8 +989,8 @@ def _grad_devices(tree: Any, n: int, n_steps: int) -> tuple[Any, ...]:
 
     On one device the tiles of ``jax.grad`` run one after the other on one core. Split
     over the CPU devices (one per core, see :mod:`hhjax.population`), each device runs
-    its own tiles: at 1000 neurons x 1e4 steps a V-loss gradient took 0.094-0.100 s
-    against 0.146-0.164 s. Every device gets at least a smallest tile's worth of
+    its own tiles: at 1000 neurons x 1e4 steps a V-loss gradient took 0.099-0.100 s
+    against 0.151-0.164 s. Every device gets at least a smallest tile's worth of
     neurons (:data:`_GRAD_TILES`; at 64 neurons, two halves were slower), and the run
     has :data:`_GRAD_SPLIT_FROM` neuron-steps or more (medians of 31 calls, split
     against one device: 100 x 1e3 steps 1.8 ms against 1.4 ms, 100 x 4000 and
