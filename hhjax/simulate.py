@@ -912,10 +912,6 @@ def _unwrap(x: Any) -> tuple[list[str], Any]:
     return kinds, x
 
 
-def _tracers(x: Any) -> list[str]:
-    return _unwrap(x)[0]
-
-
 def _committed_devices(tree: Any) -> tuple[Any, ...]:
     """The devices the committed arrays in ``tree`` live on, by id (empty: none).
 
@@ -941,7 +937,7 @@ def _differentiated(tree: Any) -> int:
     JAX names no public type for any of this; should the names change, the answer is 0
     and a traced population runs as one ``vmap``, as it did before tiles.
     """
-    kinds = [_tracers(x) for x in jax.tree_util.tree_leaves(tree)]
+    kinds = [_unwrap(x)[0] for x in jax.tree_util.tree_leaves(tree)]
     if any("BatchTracer" in k for k in kinds):
         return 0
     return sum(bool(k) and k[0] in _AD_TRACERS for k in kinds)
