@@ -19,8 +19,9 @@ through ``hhjax.simulate(model, hhjax.stimulus.step_current(amplitudes, 10.0), .
 as a user writes it: the step is kept factored (amplitude per neuron times one shared
 time profile), so no ``(N, 4000)`` array is built or streamed, just as the peers compute
 the current inside their loops. The first call (trace + compile + run) and then the
-median of several steady-state calls (``block_until_ready``) are timed; ``compile_s`` is
-their difference. Memory is the peak of the memory in use during two more calls, after
+median of several steady-state calls (``block_until_ready``), after up to three untimed
+warm-up calls (``warm_up_s``; the peers get the same), are timed; ``compile_s`` is the
+first call less a steady-state one. Memory is the peak of the memory in use during two more calls, after
 the timed ones and sampled every 2 ms (counting the heap's kept bytes takes the
 allocator's lock: beside the timed calls it slowed them by 10-40 %), less that before
 the first call, on top of the inputs: what the configuration makes the process hold,
@@ -54,6 +55,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.peers._result import WARM_CALLS, warm_up
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -177,6 +180,22 @@ def _median_runs(
     return statistics.median(times), times
 
 
+def _paired_runs(
+    fns: list[Any], repeats: int, min_total_s: float = 0.25, max_runs: int = 300
+) -> list[list[float]]:
+    """Each of ``fns`` timed in turn, round after round (as :func:`_median_runs`: at
+    least ``repeats`` rounds, more until the slowest adds up to ``min_total_s``)."""
+    times: list[list[float]] = [[] for _ in fns]
+    while len(times[0]) < repeats or (
+        max(sum(t) for t in times) < min_total_s and len(times[0]) < max_runs
+    ):
+        for fn, ts in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return times
+
+
 def bench_hhjax(
     n: int, dtype: str, method: str, rates: str, record: str, repeats: int,
 ) -> dict[str, Any]:
@@ -207,6 +226,7 @@ def bench_hhjax(
         call()
         first = time.perf_counter() - t0
         reps = repeats if first < 20 else 1
+        warm = warm_up(call, reps)  # untimed, as for the peers (benchmarks.peers._result)
         run_s, all_s = _median_runs(call, reps)
         with _PeakInUse(base) as mem:  # after the timing: counting kept bytes slows calls
             for _ in range(min(reps, 2)):
@@ -220,7 +240,8 @@ def bench_hhjax(
         "tool": "hhjax", "n": n, "dtype": dtype, "method": method, "rates": rates,
         "record": record, "stimulus": "step_current (factored)",
         "first_call_s": first, "compile_s": max(0.0, first - run_s), "run_s": run_s,
-        "run_s_all": all_s, "neuron_steps_per_s": n * N_STEPS / run_s,
+        "run_s_all": all_s, "warm_s_all": warm,
+        "warm_up_s": sum(max(0.0, w - run_s) for w in warm), "neuron_steps_per_s": n * N_STEPS / run_s,
         "peak_mb": mem.growth_mb, "spikes": int(counts.sum()), "load_avg": os.getloadavg()[0],
     }
 
@@ -253,8 +274,9 @@ def bench_gradient(n_steps: int, checkpoint: bool, repeats: int, n: int = 1) -> 
         return jnp.mean((v - target) ** 2)
 
     out: dict[str, Any] = {"n": n, "n_steps": n_steps, "checkpoint": checkpoint}
+    args = (jnp.float32(110.0), stim, target)
+    calls = {}
     for name, fn in (("forward", hhjax.jit(loss)), ("grad", hhjax.jit(jax.grad(loss)))):
-        args = (jnp.float32(110.0), stim, target)
         t0 = time.perf_counter()
         compiled = fn.lower(*args).compile()
         out[f"{name}_compile_s"] = time.perf_counter() - t0
@@ -263,14 +285,18 @@ def bench_gradient(n_steps: int, checkpoint: bool, repeats: int, n: int = 1) -> 
         # (1000 neurons x 1e4 steps: 0.43-0.60 s a call until then, 0.15 s after)
         for _ in range(_GRAD_WARM_CALLS):
             jax.block_until_ready(compiled(*args))
-        out[f"{name}_s"], out[f"{name}_s_all"] = _median_runs(
-            lambda c=compiled, a=args: jax.block_until_ready(c(*a)), repeats
-        )
+        calls[name] = lambda c=compiled: jax.block_until_ready(c(*args))
         mem = compiled.memory_analysis()  # (per device: a gradient spans the CPU devices)
         n_dev = max(len(s.device_set) for s in jax.tree_util.tree_leaves(compiled.output_shardings))
         out[f"{name}_devices"] = n_dev
         out[f"{name}_temp_mb"] = None if mem is None else mem.temp_size_in_bytes * n_dev / 2**20
-    out["ratio"] = out["grad_s"] / out["forward_s"]
+    # forward and gradient calls alternate, so that a slow phase of a shared machine
+    # slows both: the ratio is the median of each gradient call over the forward call
+    # just before it
+    times = _paired_runs([calls["forward"], calls["grad"]], repeats)
+    for name, ts in zip(("forward", "grad"), times, strict=True):
+        out[f"{name}_s"], out[f"{name}_s_all"] = statistics.median(ts), ts
+    out["ratio"] = statistics.median(g / f for f, g in zip(*times, strict=True))
     return out
 
 
@@ -360,17 +386,22 @@ def markdown(result: dict[str, Any]) -> str:
            "- workload: NEURON `hh` point neurons, step of linspace(9.5, 10.5, N) uA/cm2 "
            "from 10 ms, dt 0.025 ms, 100 ms (4000 steps), from rest", "",
            "## hhjax (`hhjax.simulate`)", "",
-           "| N | dtype | method | rates | record | stimulus | compile s | run s | "
+           "compile s: the first call less a steady-state call; warm-up s: what the next "
+           f"{WARM_CALLS} (untimed) calls took beyond the steady state (fresh records, the "
+           "record pool's variant; the peers get the same calls); run s: the median of "
+           "the timed calls after those.", "",
+           "| N | dtype | method | rates | record | stimulus | compile s | warm-up s | run s | "
            "neuron-steps/s | peak MB | spikes |",
-           "| ---: | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+           "| ---: | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         if "skipped" in r:
             out.append(f"| {r['n']:.0e} | {r['dtype']} | {r['method']} | {r['rates']} | "
-                       f"{r['record']} | | | | skipped: {r['skipped']} | | |")
+                       f"{r['record']} | | | | | skipped: {r['skipped']} | | |")
             continue
         out.append(
             f"| {r['n']:.0e} | {r['dtype']} | {r['method']} | {r['rates']} | {r['record']} | "
-            f"{r['stimulus']} | {r['compile_s']:.2f} | {r['run_s']:.4g} | "
+            f"{r['stimulus']} | {r['compile_s']:.2f} | {_fmt(r.get('warm_up_s'), '.2f')} | "
+            f"{r['run_s']:.4g} | "
             f"{r['neuron_steps_per_s']:.3g} | {r['peak_mb']:.0f} | {r['spikes']} |"
         )
     peers = result.get("peers", [])
@@ -402,7 +433,9 @@ def markdown(result: dict[str, Any]) -> str:
     grads = result.get("gradients", [])
     if grads:
         out += ["", "## Gradient cost (`jax.grad` of a V loss w.r.t. g_Na, float32, "
-                "`hhjax.jit`; temp MB: XLA's temporaries, summed over the devices)", "",
+                "`hhjax.jit`; forward and gradient calls alternate, times are medians, grad / "
+                "forward the median of each call's ratio to the forward call before it; "
+                "temp MB: XLA's temporaries, summed over the devices)", "",
                 "| N | steps | checkpoint | forward s | grad s | grad / forward | "
                 "forward temp MB | grad temp MB | grad devices | grad compile s |",
                 "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]

@@ -9,7 +9,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_repeats", "make_result", "median_time"]
+__all__ = ["WARM_CALLS", "check_repeats", "make_result", "median_time", "warm_up"]
+
+# Untimed calls before the timed ones, when several are timed. A JAX population that
+# records V every step reaches its steady state on the fourth call: hhjax at 1e4
+# neurons took 1.7 s, 0.50 s, 1.02 s, then 0.09 s (70,000, 49,000, 1,100, then 0 page
+# faults): two fresh records, then the first write into a record hhjax.recpool kept,
+# which compiles that variant. Every tool gets the same warm-up.
+WARM_CALLS = 3
+WARM_MAX_CALL_S = 5.0  # no more warm-up calls after one this long
 
 
 def check_repeats(repeats: int) -> int:
@@ -23,8 +31,24 @@ def check_repeats(repeats: int) -> int:
     return int(repeats)
 
 
+def warm_up(fn: Callable[[], Any], repeats: int) -> list[float]:
+    """Untimed calls of ``fn`` before ``repeats`` timed ones (none when only one is
+    timed): up to :data:`WARM_CALLS`, stopping after a call of :data:`WARM_MAX_CALL_S`
+    or more. Returns their times, s."""
+    times: list[float] = []
+    while repeats > 1 and len(times) < WARM_CALLS and not (
+        times and times[-1] >= WARM_MAX_CALL_S
+    ):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
-    """Call ``fn`` ``repeats`` times; returns (median seconds, all seconds, last result)."""
+    """Call ``fn`` ``repeats`` times after :func:`warm_up`; returns (median seconds, all
+    seconds, last result)."""
+    warm_up(fn, check_repeats(repeats))
     times, out = [], None
     for _ in range(check_repeats(repeats)):
         t0 = time.perf_counter()
