@@ -172,19 +172,15 @@ def _median_runs(
 ) -> tuple[float, list[float]]:
     """Median of at least ``repeats`` calls, and of more (up to ``max_runs``) until they
     add up to ``min_total_s``: a sub-millisecond call needs hundreds to be stable."""
-    times: list[float] = []
-    while len(times) < repeats or (sum(times) < min_total_s and len(times) < max_runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+    (times,) = _paired_runs([fn], repeats, min_total_s, max_runs)
     return statistics.median(times), times
 
 
 def _paired_runs(
     fns: list[Any], repeats: int, min_total_s: float = 0.25, max_runs: int = 300
 ) -> list[list[float]]:
-    """Each of ``fns`` timed in turn, round after round (as :func:`_median_runs`: at
-    least ``repeats`` rounds, more until the slowest adds up to ``min_total_s``)."""
+    """Each of ``fns`` timed in turn, round after round: at least ``repeats`` rounds,
+    more (up to ``max_runs``) until the slowest adds up to ``min_total_s``."""
     times: list[list[float]] = [[] for _ in fns]
     while len(times[0]) < repeats or (
         max(sum(t) for t in times) < min_total_s and len(times[0]) < max_runs
@@ -241,7 +237,8 @@ def bench_hhjax(
         "record": record, "stimulus": "step_current (factored)",
         "first_call_s": first, "compile_s": max(0.0, first - run_s), "run_s": run_s,
         "run_s_all": all_s, "warm_s_all": warm,
-        "warm_up_s": sum(max(0.0, w - run_s) for w in warm), "neuron_steps_per_s": n * N_STEPS / run_s,
+        "warm_up_s": sum(max(0.0, w - run_s) for w in warm),
+        "neuron_steps_per_s": n * N_STEPS / run_s,
         "peak_mb": mem.growth_mb, "spikes": int(counts.sum()), "load_avg": os.getloadavg()[0],
     }
 
