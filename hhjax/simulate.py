@@ -1116,10 +1116,11 @@ def simulate(
         threshold: spike threshold, mV (upward crossings).
         shard: split a population over the local devices (default True); a population
             whose arrays you committed to devices (``jax.device_put(x, device)``) runs
-            on those (split if several). Under ``jax.grad`` inside your ``jit``, that cannot be seen,
-            and on a CPU a population of at least 48 neurons per device (and 5e5
-            neuron-steps) is split over every device: pass ``shard=False`` there if your ``jit`` takes arrays
-            committed to one device (JAX raises "incompatible devices" otherwise).
+            on those (split if several). Under ``jax.grad`` inside your ``jit`` that
+            cannot be seen, and on a CPU a population of at least 48 neurons per device
+            (and 5e5 neuron-steps) is split over every device: pass ``shard=False``
+            there if your ``jit`` takes arrays committed to one device (JAX raises
+            "incompatible devices" otherwise).
         chunk_size: neurons per call for a population (default: from free memory).
         progress: print a progress line per chunk (default: when there are chunks).
         reuse: a :class:`Trace` from an earlier call whose records have this call's

@@ -12,10 +12,10 @@ import numpy as np
 __all__ = ["WARM_CALLS", "check_repeats", "make_result", "median_time", "warm_up"]
 
 # Untimed calls before the timed ones, when several are timed. A JAX population that
-# records V every step reaches its steady state on the fourth call: hhjax at 1e4
-# neurons took 1.7 s, 0.50 s, 1.02 s, then 0.09 s (70,000, 49,000, 1,100, then 0 page
-# faults): two fresh records, then the first write into a record hhjax.recpool kept,
-# which compiles that variant. Every tool gets the same warm-up.
+# records V every step is near its steady state from the fourth call: hhjax at 1e4
+# neurons took 1.7 s, 0.50 s, 1.02 s, then 0.09-0.15 s (70,000, 49,000, 1,100, then
+# 0-4,900 page faults): two fresh records, then the first write into a record
+# hhjax.recpool kept, which compiles that variant. Every tool gets the same warm-up.
 WARM_CALLS = 3
 WARM_MAX_CALL_S = 5.0  # no more warm-up calls after one this long
 
