@@ -128,7 +128,7 @@ def _interpolated(model: Model, tables: GateTables, v: Array) -> dict[str, tuple
     x = (jnp.clip(v, V_RANGE[0], V_RANGE[1]) - V_RANGE[0]) * (1.0 / V_STEP)
     i = jnp.minimum(x.astype(jnp.int32), _grid_size() - 2)
     f = x - i.astype(x.dtype)
-    # unsigned: JAX adds no wrap-around of negative indices to every gather (4-8 %
+    # unsigned: JAX adds no wrap-around of negative indices to every gather (7-8 %
     # of the tabulated run at 1e4 and 1e6 neurons here, spikes only; same numbers)
     i = i.astype(jnp.uint32)
     if np.ndim(v) == 1 and np.shape(v)[0] < _FUSED_GATHERS_FROM:
