@@ -125,8 +125,8 @@ def _unit_runner(
     last crossing time). XLA's CPU backend writes each per-neuron array of a loop's
     carry with a kernel of its own (a task, and a pass over the array, every step);
     paired, the bookkeeping takes 2 kernels a step instead of 5 and a copy. Paired runs
-    here, float32 spikes only, tabulated rates: 1.18 s against 1.30 s at 1e5 neurons,
-    13.5 s against 15.9 s at 1e6 (``benchmarks/README.md``); same numbers.
+    here, float32 spikes only, tabulated rates: 1.23 s against 1.32 s at 1e5 neurons,
+    13.8 s against 16.8 s at 1e6 (``benchmarks/README.md``); same spike times.
     """
     if cfg.rates == "table":
         def step(m: Model, s: State, i: Array, h: Array) -> State:
