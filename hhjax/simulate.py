@@ -122,7 +122,8 @@ def _unit_runner(
     ``track_vmax``: update max |V| every step (else it stays as it came in).
 
     Within a unit the spike tally is two complex arrays: (crossings, max |V|) and (first,
-    last crossing time). XLA's CPU backend writes each per-neuron array of a loop's
+    last crossing time), in float32 or float64 parts (float16 has no complex type, so
+    its tally runs in float32: same numbers). XLA's CPU backend writes each per-neuron array of a loop's
     carry with a kernel of its own (a task, and a pass over the array, every step);
     paired, the bookkeeping takes 2 kernels a step instead of 5 and a copy. Paired runs
     here, float32 spikes only, tabulated rates: 1.23 s against 1.32 s at 1e5 neurons,
@@ -138,6 +139,7 @@ def _unit_runner(
     # step (no cost in a forward run).
     step = jax.checkpoint(step, prevent_cse=False)
     spikes = cfg.max_spikes > 0
+    real = jnp.promote_types(dtype, jnp.float32)  # the tally's parts (complex: f32, f64)
 
     def one(carry: tuple[Any, ...], i_ext: Array) -> tuple[tuple[Any, ...], None]:
         state, v_max, k, tally = carry  # spikes: v_max is in the tally
@@ -152,10 +154,10 @@ def _unit_runner(
         if spikes:
             crossed = (state.v < threshold) & (new.v >= threshold)
             rise = jnp.where(crossed, new.v - state.v, 1.0)
-            t_cross = (k.astype(dtype) + (threshold - state.v) / rise) * dt
+            t_cross = ((k.astype(dtype) + (threshold - state.v) / rise) * dt).astype(real)
             first = jnp.minimum(jnp.real(times), t_cross)  # crossings come in time order
             tally = (
-                jax.lax.complex(jnp.real(counted) + crossed.astype(dtype), v_max),
+                jax.lax.complex(jnp.real(counted) + crossed.astype(real), v_max.astype(real)),
                 jnp.where(crossed, jax.lax.complex(first, t_cross), times),
             )
             v_max = None
@@ -166,8 +168,9 @@ def _unit_runner(
         n_blk = jnp.real(tally[0]).astype(jnp.int32)
         slot = jnp.arange(cfg.max_spikes, dtype=jnp.int32)
         at, n_blk_ = n_stored[..., None], n_blk[..., None]
-        times = jnp.where((slot == at) & (n_blk_ >= 1), jnp.real(tally[1])[..., None], times)
-        times = jnp.where((slot == at + 1) & (n_blk_ >= 2), jnp.imag(tally[1])[..., None], times)
+        first, last = (x.astype(times.dtype)[..., None] for x in (jnp.real(tally[1]), jnp.imag(tally[1])))
+        times = jnp.where((slot == at) & (n_blk_ >= 1), first, times)
+        times = jnp.where((slot == at + 1) & (n_blk_ >= 2), last, times)
         return count + n_blk, n_stored + jnp.minimum(n_blk, _SPIKES_PER_BLOCK), times
 
     def run_unit(carry: tuple[Any, ...], i_unit: Array, single: bool = False) -> tuple[Any, ...]:
@@ -177,9 +180,9 @@ def _unit_runner(
         state, v_max, k, store = carry
         inner = (state, v_max, k, None)
         if spikes:  # no crossing yet: count 0, first crossing at +inf
-            zeros = jnp.zeros_like(state.v)
+            zeros = jnp.zeros_like(state.v, real)
             tally0 = (
-                jax.lax.complex(zeros, v_max),
+                jax.lax.complex(zeros, v_max.astype(real)),
                 jax.lax.complex(jnp.full_like(zeros, jnp.inf), zeros),
             )
             inner = (state, None, k, tally0)
@@ -191,7 +194,7 @@ def _unit_runner(
             inner, _ = jax.lax.scan(one, inner, i_unit)
         state, v_max, k, tally = inner
         if spikes:
-            v_max = jnp.imag(tally[0])
+            v_max = jnp.imag(tally[0]).astype(state.v.dtype)
             store = merge(store, tally)
         return state, v_max, k, store
 

@@ -137,6 +137,21 @@ def test_spikes_only_matches_crossings_of_the_dense_trace(dtype):
     _assert_same_final(spk, dense)
 
 
+def test_spikes_only_in_half_precision():
+    # float16 has no complex type: the tally runs in float32, the outputs stay float16
+    model, stim = _population(4, 4000, jnp.float16)
+    dense = hhjax.simulate(model, stim, dt=DT)
+    spk = hhjax.simulate(model, stim, dt=DT, record="spikes", max_spikes=16)
+    assert spk.spike_times.dtype == spk.v_max.dtype == jnp.float16
+    np.testing.assert_array_equal(np.asarray(spk.v_max), np.asarray(dense.v_max))
+    t = np.arange(4001) * DT
+    for i in range(4):
+        ref = crossings(t, np.asarray(dense.v[i], np.float64))
+        assert int(spk.spike_counts[i]) == len(ref) >= 1
+        got = np.asarray(spk.spike_times[i, : len(ref)], np.float64)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=0.07)  # float16 spacing at 100 ms
+
+
 def test_spike_buffer_overflow_keeps_counting():
     model, stim = _population(2, 4000)
     spk = hhjax.simulate(model, stim, dt=DT, record="spikes", max_spikes=2)
