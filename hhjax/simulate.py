@@ -123,11 +123,11 @@ def _unit_runner(
 
     Within a unit the spike tally is two complex arrays: (crossings, max |V|) and (first,
     last crossing time), in float32 or float64 parts (float16 has no complex type, so
-    its tally runs in float32: same numbers). XLA's CPU backend writes each per-neuron array of a loop's
-    carry with a kernel of its own (a task, and a pass over the array, every step);
-    paired, the bookkeeping takes 2 kernels a step instead of 5 and a copy. Paired runs
-    here, float32 spikes only, tabulated rates: 1.23 s against 1.32 s at 1e5 neurons,
-    13.8 s against 16.8 s at 1e6 (``benchmarks/README.md``); same spike times.
+    its tally runs in float32: same numbers). XLA's CPU backend writes each per-neuron
+    array of a loop's carry with a kernel of its own (a task, and a pass over the array,
+    every step); paired, the bookkeeping takes 2 kernels a step instead of 5 and a copy.
+    Paired runs here, float32 spikes only, tabulated rates: 1.23 s against 1.32 s at 1e5
+    neurons, 13.8 s against 16.8 s at 1e6 (``benchmarks/README.md``); same spike times.
     """
     if cfg.rates == "table":
         def step(m: Model, s: State, i: Array, h: Array) -> State:
