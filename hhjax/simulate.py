@@ -168,7 +168,8 @@ def _unit_runner(
         n_blk = jnp.real(tally[0]).astype(jnp.int32)
         slot = jnp.arange(cfg.max_spikes, dtype=jnp.int32)
         at, n_blk_ = n_stored[..., None], n_blk[..., None]
-        first, last = (x.astype(times.dtype)[..., None] for x in (jnp.real(tally[1]), jnp.imag(tally[1])))
+        pair = tally[1]  # (first, last crossing time)
+        first, last = (x.astype(times.dtype)[..., None] for x in (jnp.real(pair), jnp.imag(pair)))
         times = jnp.where((slot == at) & (n_blk_ >= 1), first, times)
         times = jnp.where((slot == at + 1) & (n_blk_ >= 2), last, times)
         return count + n_blk, n_stored + jnp.minimum(n_blk, _SPIKES_PER_BLOCK), times
