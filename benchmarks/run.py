@@ -21,8 +21,8 @@ time profile), so no ``(N, 4000)`` array is built or streamed, just as the peers
 the current inside their loops. The first call (trace + compile + run) and then the
 median of several steady-state calls (``block_until_ready``), after up to three untimed
 warm-up calls (``warm_up_s``; the peers get the same), are timed; ``compile_s`` is the
-first call less a steady-state one. Memory is the peak of the memory in use during two more calls, after
-the timed ones and sampled every 2 ms (counting the heap's kept bytes takes the
+first call less a steady-state one. Memory is the peak of the memory in use during two
+more calls, after the timed ones and sampled every 2 ms (counting the heap's kept bytes takes the
 allocator's lock: beside the timed calls it slowed them by 10-40 %), less that before
 the first call, on top of the inputs: what the configuration makes the process hold,
 with the previous call's trace alive during each call. In use means resident less what
