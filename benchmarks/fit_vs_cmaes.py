@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -44,6 +43,9 @@ import hhjax
 from hhjax import stimulus as st
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: benchmarks.run names the machine
+from benchmarks.run import machine  # noqa: E402
+
 G = ("na.g", "k.g", "leak.g")
 MIDS = ("na.m.alpha.midpoint", "na.h.alpha.midpoint", "k.n.alpha.midpoint")
 
@@ -319,8 +321,7 @@ def main() -> None:
     import optax
 
     res = {
-        "machine": f"{platform.machine()} {os.cpu_count()}-core CPU ({platform.processor() or 'cpu'}), "
-                   f"devices {[d.platform for d in jax.devices()]}",
+        "machine": f"{machine()}, devices {[d.platform for d in jax.devices()]}",
         "jax": jax.__version__, "optax": optax.__version__, "quick": args.quick,
     }
     res["recovery"] = recovery(args.quick)

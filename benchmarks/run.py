@@ -136,21 +136,78 @@ def _stimulus(n: int, dtype: Any) -> Any:
     return hhjax.stimulus.step_current(amps, STEP_START)
 
 
+# AMD families and models -> core generation (AMD's revision guides; family 0x19 holds
+# both Zen 3 and Zen 4). Only what this project's machines need to be told apart.
+_AMD_CORES = {
+    0x17: ((0x00, 0xFF, "Zen/Zen+/Zen 2"),),
+    0x19: ((0x00, 0x0F, "Zen 3"), (0x10, 0x1F, "Zen 4"), (0x20, 0x5F, "Zen 3"),
+           (0x60, 0xAF, "Zen 4")),
+    0x1A: ((0x00, 0xFF, "Zen 5"),),
+}
+
+
+def cpu_info(text: str) -> dict[str, Any]:
+    """The processor named in ``/proc/cpuinfo`` text: its model name, vendor, family,
+    model and, for AMD, core generation (``core``), plus whether it has AVX-512.
+
+    A machine of one name may be lent on different processors from one session to the
+    next: this project's "AMD EPYC" VMs ran the same code 1.4-1.8x apart, and a Zen 4
+    gained nothing from 512-bit vectors where earlier sessions' machine gained 1.6x. So
+    every result records which processor it ran on.
+    """
+    first: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the first processor's block is enough: the cores are alike
+        key, _, value = line.partition(":")
+        first.setdefault(key.strip(), value.strip())
+    info: dict[str, Any] = {
+        "name": first.get("model name", ""), "vendor": first.get("vendor_id", ""),
+        "avx512": "avx512f" in first.get("flags", "").split(),
+    }
+    for key in ("cpu family", "model"):
+        if first.get(key, "").isdigit():
+            info[key.replace("cpu ", "")] = int(first[key])
+    if info["vendor"] == "AuthenticAMD" and "family" in info and "model" in info:
+        ranges = _AMD_CORES.get(info["family"], ())
+        info["core"] = next((c for lo, hi, c in ranges if lo <= info["model"] <= hi), "")
+    return info
+
+
+def _cpu_label(cpu: dict[str, Any]) -> str:
+    """``"AMD EPYC, Zen 4 (family 25, model 17), AVX-512"`` (as much as is known)."""
+    ids = ", ".join(f"{k} {cpu[k]}" for k in ("family", "model") if k in cpu)
+    label = ", ".join(x for x in (cpu["name"], cpu.get("core", "")) if x)
+    label = " ".join(x for x in (label, f"({ids})" if ids else "") if x)
+    return ", ".join(x for x in (label, "AVX-512" if cpu["avx512"] else "") if x)
+
+
+def this_cpu() -> dict[str, Any]:
+    """:func:`cpu_info` of this machine (empty fields where ``/proc/cpuinfo`` is absent)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return cpu_info(f.read())
+    except OSError:
+        return cpu_info("")
+
+
+def machine(cpu: dict[str, Any] | None = None) -> str:
+    """This machine in words, e.g. ``"x86_64 AMD EPYC, Zen 4 (family 25, model 17),
+    AVX-512 (2 cores)"``; every benchmark's result names it."""
+    label = _cpu_label(this_cpu() if cpu is None else cpu) or platform.processor()
+    return f"{platform.machine()} {label} ({os.cpu_count()} cores)"
+
+
 def _environment() -> dict[str, Any]:
     import jax
     import jaxlib
 
     import hhjax
 
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
-    except OSError:
-        pass
+    cpu = this_cpu()
     return {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {cpu} ({os.cpu_count()} cores)",
+        "machine": machine(cpu), "cpu": cpu,
         "python": platform.python_version(), "jax": jax.__version__,
         "jaxlib": jaxlib.__version__, "numpy": np.__version__, "hhjax": hhjax.__version__,
         "devices": [str(d) for d in jax.devices()], "backend": jax.default_backend(),

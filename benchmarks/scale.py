@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.run import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         "n": n, "steps": steps, "dt": dt, "chunk": args.chunk, "wall_s": wall,
         "neuron_steps_per_s": n * steps / wall, "peak_rss_mb": peak_mb,
         "spike_counts_min_max": [int(counts.min()), int(counts.max())],
-        "spikes_total": int(counts.sum()), "machine": f"{platform.machine()} {platform.processor()}",
+        "spikes_total": int(counts.sum()), "machine": machine(),
         "jax": jax.__version__, "devices": [str(d) for d in jax.devices()],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,12 @@
 XLA's CPU compiler asks LLVM for 256-bit vectors by default (``xla_cpu_prefer_vector_
 width = 256``), a safe choice for processors that slow their clock under 512-bit
 instructions. The HH step is dense exp/divide arithmetic on contiguous float vectors,
-and on a processor with AVX-512 twice the lanes per instruction pay: on this project's
-2-core AMD EPYC (Zen 5) machine, 1e5 neurons with exact rates ran at 3.5-3.7e8
-neuron-steps/s instead of 2.1-2.2e8 (spikes only; see ``benchmarks/README.md``).
+and on a processor with a full-width AVX-512 unit twice the lanes per instruction pay:
+on this project's 2-core AMD EPYC machine of the sessions that measured it (by this
+gain, a Zen 5), 1e5 neurons with exact rates ran at 3.5-3.7e8 neuron-steps/s instead of
+2.1-2.2e8 (spikes only; see ``benchmarks/README.md``). A Zen 4, which splits 512-bit
+work in two halves, ran both widths alike (1e4 neurons: 145 against 141 ms), so 512
+bits cost nothing there.
 
 The option is set per compiled function (``jax.jit(..., compiler_options=...)``), never
 process-wide, and only on the CPU backend of a processor that has AVX-512. A user who
