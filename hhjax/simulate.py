@@ -16,6 +16,7 @@ other, sized for the backward loop (:func:`_grad_devices`, :func:`_scan_tiles`).
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -832,16 +833,24 @@ def _all_finite(x: Array) -> Array:
     return jnp.all(jnp.isfinite(x))
 
 
+_LAST_FINITE: list[Any] = [lambda: None]  # weak reference to the last JAX array found finite
+
+
 def _check_stimulus_finite(stim: Array) -> None:
     # One compiled pass over the array (a host-side np.isfinite of an (N, n_steps)
     # stimulus would cost a second copy of it); the message comes from check_finite.
-    if not is_concrete(stim):
+    # A JAX array cannot change, so the one checked last is not checked again (a loop
+    # that passes the same stimulus each call).
+    if not is_concrete(stim) or _LAST_FINITE[0]() is stim:
         return
     if stim.size > 4096 and not isinstance(stim, np.ndarray):
         with jax.ensure_compile_time_eval():  # also when simulate runs inside a user's jit
             if bool(_all_finite(stim)):
+                _LAST_FINITE[0] = weakref.ref(stim)
                 return
     check_finite("stimulus", stim)
+    if isinstance(stim, jax.Array):
+        _LAST_FINITE[0] = weakref.ref(stim)
 
 
 def _batched_leaves(
@@ -1347,7 +1356,7 @@ def _validated(model: Model) -> int | None:
 def _check_divergence(trace: Trace, method: str, dt: float) -> None:
     v_max = np.asarray(trace.v_max)
     bad = ~(np.abs(v_max) <= V_LIMIT)  # also catches NaN
-    if not np.any(bad):
+    if not bad.any():
         return
     where = ""
     if trace.v is not None:

@@ -49,7 +49,7 @@ def n_steps(dt: float, t_max: float) -> int:
         ValueError: ``dt <= 0`` or ``t_max < dt``.
     """
     check_positive_scalar("dt", dt, "ms")
-    if not np.isfinite(t_max) or t_max < dt:
+    if not math.isfinite(t_max) or t_max < dt:
         raise ValueError(f"t_max must be a finite duration >= dt = {dt} ms; got {t_max!r}")
     return int(math.floor(t_max / dt * (1 + _SNAP)))
 

@@ -180,6 +180,10 @@ BAD = [
     (dict(dt=0.0), "dt must be a finite number > 0"),
     (dict(dt=-0.1), "dt must be a finite number > 0"),
     (dict(dt=float("nan")), "dt must be a finite number > 0"),
+    (dict(dt=np.float32(-0.1)), "dt must be a finite number > 0"),
+    (dict(dt=np.array([0.025])), r"dt must be a scalar in ms; got shape \(1,\)"),
+    (dict(threshold=float("nan")), "threshold must be finite; found nan"),
+    (dict(threshold=np.float32("inf")), "threshold must be finite; found inf"),
     (dict(t_max=0.01, stimulus=stim.step_current(1.0)), "t_max must be a finite duration >= dt"),
     (dict(stimulus=stim.step_current(1.0)), "t_max .* is required"),
     (dict(stimulus=jnp.array([0.0, jnp.nan, 0.0])), r"stimulus must be finite; found nan at index \(1,\)"),
@@ -198,6 +202,19 @@ def test_bad_input_raises_before_compiling(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         hhjax.simulate(hhjax.presets.squid(), args.pop("stimulus"), **args)
+
+
+def test_a_stimulus_found_finite_once_is_trusted_only_while_it_is_the_same_array():
+    model, ok = hhjax.presets.squid(), jnp.zeros(400)
+    hhjax.simulate(model, ok, dt=0.025)  # checked, and remembered (a JAX array is immutable)
+    with pytest.raises(ValueError, match=r"stimulus must be finite; found nan at index \(3,\)"):
+        hhjax.simulate(model, ok.at[3].set(jnp.nan), dt=0.025)
+    hhjax.simulate(model, ok, dt=0.025)
+    host = np.zeros(400)  # a NumPy array can change in place: checked on every call
+    hhjax.simulate(model, host, dt=0.025)
+    host[5] = np.inf
+    with pytest.raises(ValueError, match=r"stimulus must be finite; found inf at index \(5,\)"):
+        hhjax.simulate(model, host, dt=0.025)
 
 
 def test_bad_models_and_populations():
