@@ -151,7 +151,7 @@ def cpu_info(text: str) -> dict[str, Any]:
     model and, for AMD, core generation (``core``), plus whether it has AVX-512.
 
     A machine of one name may be lent on different processors from one session to the
-    next: this project's "AMD EPYC" VMs ran the same code 1.4-1.8x apart, and a Zen 4
+    next: this project's "AMD EPYC" VMs ran the standard run 1.2-2.3x apart, and a Zen 4
     gained nothing from 512-bit vectors where earlier sessions' machine gained 1.6x. So
     every result records which processor it ran on.
     """
