@@ -39,7 +39,7 @@ from .model import (
 from .params import validate_model
 from .population import AXIS, Progress, chunk_size, cores, population_mesh
 from .stimulus import Stimulus, n_steps
-from .tables import build_tables, check_tabulable, exp_euler_table
+from .tables import build_tables, check_tabulable, exp_euler_table, table_bytes
 
 Array = jax.Array
 
@@ -897,21 +897,27 @@ def _tile_size(model: Model, cfg: _Static, dtype: Any, n_local: int, n_dev: int)
 
     Tiles pay on CPU when every core has a device of its own (then each device runs
     its tiles on one core) and XLA compiles loops under hhjax's threshold as one
-    function (:func:`hhjax.xla.loop_bytes`). The size keeps the tile's loop under it;
-    tiles are made equal, so the last (shifted back to end at the last neuron) repeats
-    fewer neurons than there are tiles.
+    function (:func:`hhjax.xla.loop_bytes`). The neurons of a tile touch at most
+    :func:`hhjax.xla.tile_bytes` per step; with tabulated rates the tables come on top,
+    and the whole must stay under the threshold (else, or when that leaves tiles of
+    fewer than ``_MIN_TILE`` neurons, no tiles). Tiles are made equal, so the last
+    (shifted back to end at the last neuron) repeats fewer neurons than there are tiles.
     """
-    threshold = xla.loop_bytes()
-    cpu = jax.default_backend() == "cpu"
-    if not threshold or not cpu or n_dev < cores() or cfg.rates != "exact":
-        return 0  # (a table lookup is a gather, which keeps XLA from hoisting the loop)
+    budget = xla.tile_bytes()
+    if cfg.rates == "table":
+        budget = min(budget, xla.loop_bytes() - table_bytes(model, dtype))
+    if budget <= 0 or jax.default_backend() != "cpu" or n_dev < cores():
+        return 0
     fields = _n_fields(model, cfg.record)
     items = (
         _TILE_ITEMS_STATE * (1 + len(model.gate_names))
         + _TILE_ITEMS_FIELD * max(0, fields - 1)
         + (_TILE_ITEMS_SPIKES if cfg.max_spikes else 0)
     )
-    largest = max(_MIN_TILE, threshold // (items * np.dtype(dtype).itemsize))
+    largest = budget // (items * np.dtype(dtype).itemsize)
+    if cfg.rates == "table" and largest < _MIN_TILE:
+        return 0  # (the tables leave too little room under the threshold)
+    largest = max(_MIN_TILE, largest)
     if largest >= n_local:
         return 0
     n_tiles = -(-n_local // largest)
@@ -988,16 +994,16 @@ def _grad_tile(model: Model, cfg: _Static, dtype: Any, n: int, n_diff: int) -> i
     float32 lanes); the one that pads the least is taken. ``n_diff``: model leaves
     being differentiated.
     """
-    threshold = xla.loop_bytes()
-    if not threshold or jax.default_backend() != "cpu" or cfg.rates != "exact":
-        return 0  # (a table lookup is a gather, which keeps XLA from hoisting the loop)
+    budget = xla.tile_bytes()
+    if not budget or jax.default_backend() != "cpu" or cfg.rates != "exact":
+        return 0  # (the tables' loops under jax.grad: not measured)
     items = (
         _GRAD_ITEMS_STATE * _GRAD_STAGES.get(cfg.method, 1) * (1 + len(model.gate_names))
         + _GRAD_ITEMS_LEAF * n_diff
         + _GRAD_ITEMS_FIELD * max(0, _n_fields(model, cfg.record) - 1)
         + (_TILE_ITEMS_SPIKES if cfg.max_spikes else 0)
     )
-    fit = threshold // (items * np.dtype(dtype).itemsize)  # neurons whose loops fit
+    fit = budget // (items * np.dtype(dtype).itemsize)  # neurons whose loops fit
     smallest, largest = _GRAD_TILES
     largest = min(largest, fit) // 16 * 16
     if largest < smallest or n <= fit:  # (a whole vmap that fits has more work per step)

@@ -18,7 +18,7 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,10 @@ from .rates import ArrayLike
 
 Array = jax.Array
 
-__all__ = ["V_RANGE", "V_STEP", "GateTables", "build_tables", "check_tabulable", "exp_euler_table"]
+__all__ = [
+    "V_RANGE", "V_STEP", "GateTables", "build_tables", "check_tabulable", "exp_euler_table",
+    "table_bytes",
+]
 
 V_RANGE = (-150.0, 150.0)  # mV covered by the tables
 V_STEP = 0.05  # mV between table entries
@@ -43,32 +46,21 @@ class GateTables(NamedTuple):
         x_inf, gain: gate name -> ``(values, increments)``: the values at the left end
             of each grid interval and their increments to its right end, each
             ``(n_grid - 1,)``.
-        rows: the same numbers packed per interval, ``(n_grid - 1, 2, 2 G)``: values
-            (``[:, 0]``) and increments (``[:, 1]``) of the G ``x_inf`` then the G
-            gains, in :func:`hhjax.model.gate_names` order.
     """
 
     x_inf: dict[str, tuple[Array, Array]]
     gain: dict[str, tuple[Array, Array]]
-    rows: Array
-
-
-# Populations (per device) from this size gather from each table inside the gate's own
-# loop; smaller ones fetch one packed row per neuron in a loop of their own. Same
-# arithmetic, so the same numbers; the choice is only speed. Measured here (2-core VM,
-# float32, 4000 steps, hhjax's 512-bit vectors; neuron-steps/s, V every step / every
-# 10th / spikes only, fused against packed):
-#   1e4 neurons (5000 per device): 3.2-3.4e8 / 3.5-3.7e8 / 3.2-3.3e8 against 2.6-2.7e8 /
-#     2.3-2.9e8 / 2.0-2.7e8
-#   1e3 (500): 2.5-2.9e8 / 3.1e8 / 1.5-1.9e8 against 2.1-2.5e8 / 2.6-2.8e8 / 1.4-1.8e8
-#   300 (150): 2.0-2.1e8 / 1.8-2.3e8 / 0.8-0.9e8 against 1.6-1.8e8 / 1.5-1.9e8 / 1.1-1.2e8
-#   100 (50): 1.2-1.4e8 / 1.3-1.4e8 / 0.3e8 against 1.1e8 / 1.0-1.2e8 / 0.3-0.5e8
-# (With XLA's default 256-bit vectors the packed row was the faster one at 1e4.)
-_FUSED_GATHERS_FROM = 256
 
 
 def _grid_size() -> int:
     return int(round((V_RANGE[1] - V_RANGE[0]) / V_STEP)) + 1
+
+
+def table_bytes(model: Model, dtype: Any) -> int:
+    """Bytes of tables one step of ``model`` reads, as XLA counts them when it decides
+    whether a time loop is small (:mod:`hhjax.xla`): each gate's four tables in full,
+    since XLA counts the whole source of a gather."""
+    return 4 * len(gate_names(model)) * (_grid_size() - 1) * np.dtype(dtype).itemsize
 
 
 def check_tabulable(model: Model) -> None:
@@ -106,16 +98,12 @@ def build_tables(model: Model, dt: ArrayLike, dtype: jnp.dtype) -> GateTables:
     lin = gate_linear(model, grid)
     x_inf = {k: a / s for k, (a, s) in lin.items()}
     gain = {k: -jnp.expm1(-s * dt) for k, (_, s) in lin.items()}
-    names = gate_names(model)
-    values = jnp.stack([x_inf[k] for k in names] + [gain[k] for k in names], axis=-1)
 
     def intervals(y: Array) -> tuple[Array, Array]:
         return y[:-1], y[1:] - y[:-1]
 
     return GateTables(
-        {k: intervals(y) for k, y in x_inf.items()},
-        {k: intervals(y) for k, y in gain.items()},
-        jnp.stack(intervals(values), axis=1),
+        {k: intervals(y) for k, y in x_inf.items()}, {k: intervals(y) for k, y in gain.items()}
     )
 
 
@@ -131,11 +119,6 @@ def _interpolated(model: Model, tables: GateTables, v: Array) -> dict[str, tuple
     # unsigned: JAX adds no wrap-around of negative indices to every gather (7-8 %
     # of the tabulated run at 1e4 and 1e6 neurons here, spikes only; same numbers)
     i = i.astype(jnp.uint32)
-    if np.ndim(v) == 1 and np.shape(v)[0] < _FUSED_GATHERS_FROM:
-        row = _take(tables.rows, i)
-        col = row[..., 0, :] + row[..., 1, :] * f[..., None]
-        names = gate_names(model)
-        return {k: (col[..., j], col[..., len(names) + j]) for j, k in enumerate(names)}
 
     def interp(table: tuple[Array, Array]) -> Array:
         return _take(table[0], i) + _take(table[1], i) * f

@@ -24,12 +24,18 @@ loop touched a few kB per step, so by default each of its 4000 steps ran ~36 sep
 tasks: ``jax.grad`` took 6-9 ms against a 0.45 ms forward run; at 128 KiB, ~1 ms. (Since
 the ExpLinear rates skip ``expm1``, one neuron's gradient loops fit under 1 kB; those of
 8 neurons do not.)
-128 KiB takes in every loop of up to ~100 neurons and the forward loops of ~1e3 (and so
-the tiles :func:`hhjax.simulate` cuts a population into on a CPU, sized from
-:func:`loop_bytes`); larger loops stay task by task, where XLA splits each kernel over
-the cores (1 MiB took in the 1e4-neuron loops and cost 10-25 % there; 256 KiB took in
-part of the 1e3-neuron gradient loops, and gave no gain there: 144-202 ms per gradient
-against 137-202 ms with none and 118-150 ms with all, too noisy to keep a split).
+hhjax sets 512 KiB, and sizes the tiles :func:`hhjax.simulate` cuts a population into
+on a CPU by :func:`tile_bytes`, 128 KiB. 128 KiB takes in every loop of up to ~100
+neurons and the forward loops of ~1e3 (1 MiB took in the 1e4-neuron loops and cost
+10-25 % there; exact-rate tiles sized to 512 KiB ran 1e4 and 1e5 neurons no faster than
+tiles of 128 KiB). The threshold itself is higher for the tabulated rates (``rates=
+"table"``): XLA counts every table a step reads in full, 288 KB for the HH gates in
+float32, so no loop of them was one function at 128 KiB. At 512 KiB the tables' loops
+of up to ~1e3 neurons are, and larger populations run in tiles of 128 KiB of neurons
+plus the tables (``benchmarks/README.md`` has the measurements). Loops above 128 KiB
+that are not tiles (a differentiated population under an outer ``vmap``, a population
+on one device) may now be one function too; the ones measured (an f-I curve, ``jax.
+grad`` under ``vmap``, a forward run inside a user's ``jit``) ran alike at both.
 The threshold is a backend option with no per-compilation form, so hhjax adds it to
 ``XLA_FLAGS`` when it is imported, and only when JAX has not started a backend yet (it
 is read once), the user has not set it and ``HHJAX_XLA_FLAGS=0`` does not opt out. It
@@ -55,13 +61,14 @@ import jax
 
 __all__ = [
     "backends_started", "configure_loops", "cpu_compiler_options", "enable_compile_cache", "jit",
-    "loop_bytes", "loops_configured",
+    "loop_bytes", "loops_configured", "tile_bytes",
 ]
 
 _OPTION = "xla_cpu_prefer_vector_width"
 _LOOP_OPTION = "xla_cpu_small_while_loop_byte_threshold"
 _EXTRA = "--xla_backend_extra_options="
-LOOP_BYTES = 1 << 17  # bytes touched per iteration below which a loop is one function
+LOOP_BYTES = 1 << 19  # bytes touched per iteration below which a loop is one function
+TILE_BYTES = 1 << 17  # bytes per iteration a population tile's neurons are sized to
 loops_configured = False  # set by configure_loops() at import
 
 
@@ -89,6 +96,12 @@ def loop_bytes() -> int:
                 if key == _LOOP_OPTION and value.isdigit():
                     return int(value)
     return 0
+
+
+def tile_bytes() -> int:
+    """Bytes per step the neurons of a population tile may touch: :data:`TILE_BYTES`, or
+    the small-loop threshold when that is lower; 0 when it is unset (no tiles)."""
+    return min(loop_bytes(), TILE_BYTES)
 
 
 def backends_started() -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -135,6 +136,26 @@ def test_import_makes_small_populations_gradient_loops_single_functions():
     assert off["one_function"] < off["loops"]  # so the flag is what made the difference
     late = _loops("late")  # a backend already started: left alone
     assert not late["configured"] and late["flags"] == ""
+
+
+def test_tile_formulas_fit_a_threshold_of_the_tile_budget_alone():
+    # hhjax's threshold (LOOP_BYTES) is above the budget a tile's neurons are sized to
+    # (TILE_BYTES), so in this process a tile formula that undercounts would still fit.
+    # The same tests, with the threshold at the budget (the user's own flag, which
+    # hhjax keeps): the forward and gradient tiles must still be one function each; the
+    # tables' tiles have no room left and are not cut (those cases skip)
+    assert xla.TILE_BYTES < xla.LOOP_BYTES
+    flag = f"xla_cpu_small_while_loop_byte_threshold={xla.TILE_BYTES}"
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "HHJAX_XLA_FLAGS")}
+    env["XLA_FLAGS"] = f"--xla_backend_extra_options={flag}"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
+         "tests/test_performance_variants.py", "-k", "tile_size_keeps"],
+        env=env, capture_output=True, text=True, cwd=root,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert re.search(r"\b7 passed, 3 skipped\b", proc.stdout), proc.stdout[-1000:]
 
 
 _CACHE = """
