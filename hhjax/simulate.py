@@ -996,7 +996,7 @@ def _grad_tile(model: Model, cfg: _Static, dtype: Any, n: int, n_diff: int) -> i
     """
     budget = xla.tile_bytes()
     if not budget or jax.default_backend() != "cpu" or cfg.rates != "exact":
-        return 0  # (the tables' loops under jax.grad: not measured)
+        return 0  # (tiles of the tables' gradient loops: not measured)
     items = (
         _GRAD_ITEMS_STATE * _GRAD_STAGES.get(cfg.method, 1) * (1 + len(model.gate_names))
         + _GRAD_ITEMS_LEAF * n_diff

@@ -338,7 +338,9 @@ def test_tiles_give_the_results_of_one_piece(monkeypatch, dtype):
         tiled, plain = _tiled_and_plain(monkeypatch, model, stim[-1], 48, every=7)  # shared
         _assert_same(tiled, plain)
         for record in ("v", "spikes"):  # tabulated rates: the tables shared by the tiles
-            tiled, plain = _tiled_and_plain(monkeypatch, model, stim, 48, rates="table", record=record)
+            tiled, plain = _tiled_and_plain(
+                monkeypatch, model, stim, 48, rates="table", record=record
+            )
             _assert_same(tiled, plain)
 
 
