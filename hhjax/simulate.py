@@ -229,19 +229,29 @@ def _scan_checkpointed(scan_units: Any, carry: Any, head: Array) -> tuple[Any, A
     return carry, recs
 
 
-def _vmax_from_record(cfg: _Static, alone: bool) -> bool:
+def _vmax_from_record(cfg: _Static, alone: bool, in_tile: bool = False) -> bool:
     """With V recorded every step, read max |V| off the record afterwards (one pass over
-    it) instead of updating it every step (one more kernel per step). One neuron with
-    a one-stage method updates it in the loop: a pass over the record counts its full
-    size in XLA's cost estimate, which decides whether the program runs on the calling
-    thread (see :func:`_once`)."""
-    return cfg.every == 1 and "v" in cfg.record and not (alone and cfg.method in _ONE_STAGE)
+    it) instead of updating it every step (one more kernel per step). Two cases update
+    it in the loop:
+
+    * one neuron with a one-stage method: a pass over the record counts its full size
+      in XLA's cost estimate, which decides whether the program runs on the calling
+      thread (see :func:`_once`);
+    * a tile of a forward population run (:func:`_run_tiles`): its loop is one function,
+      where the update is a few instructions a step, while reading the tile's rows of
+      the record took a copy of them and two passes more (~10 % of the run at 1e4
+      neurons here, ``benchmarks/README.md``).
+    """
+    if in_tile or (alone and cfg.method in _ONE_STAGE):
+        return False
+    return cfg.every == 1 and "v" in cfg.record
 
 
 def _run_single(
     model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
     threshold: Array, tables: Any, cfg: _Static, population_first: bool = False,
     bufs: dict[str, Any] | None = None, row: Array | int = 0, alone: bool = False,
+    in_tile: bool = False,
 ) -> tuple[dict[str, Any], State, Array]:
     """Simulate one neuron, or a vector of neurons: (records incl. t = 0, final, max |V|).
 
@@ -252,12 +262,13 @@ def _run_single(
     ``cfg.factored``, ``stim`` is ``(n_steps, P)`` time profiles shared by all neurons
     and each step's current is ``weights @ stim[k]`` (``weights`` ``(P,)`` or ``(N, P)``).
     The steps run in recording units of ``cfg.every`` (:func:`_unit_runner`). ``alone``:
-    one neuron, not under ``vmap`` (see :func:`_vmax_from_record`).
+    one neuron, not under ``vmap``; ``in_tile``: a tile of :func:`_run_tiles` (both: see
+    :func:`_vmax_from_record`).
     """
     dtype = stim.dtype
     if state0 is None:
         state0 = steady_state(model, _resting_v_single(model, 0.0).astype(dtype))
-    vmax_from_record = _vmax_from_record(cfg, alone)
+    vmax_from_record = _vmax_from_record(cfg, alone, in_tile)
     run_unit = _unit_runner(
         model, weights, dt, threshold, tables, cfg, dtype, not vmax_from_record
     )
@@ -595,6 +606,7 @@ def _run_tiles(
         st = stim if cfg.factored or stim.ndim == 1 else rows(stim, r0).T
         recs, fin, vm = _run_single(
             m, st, w, s0, dt, threshold, tables, cfg, population_first=True, bufs=bufs, row=r0,
+            in_tile=True,
         )
         bufs = {k: recs[k] for k in bufs}
         extra = {k: put(x, recs[k], r0) for k, x in extra.items()}
