@@ -50,6 +50,7 @@ RATES = ("exact", "table")
 V_LIMIT = 1e4  # mV; |V| beyond this (or NaN/inf) means the integration diverged
 SPIKE_BLOCK_MS = 1.0  # spikes-only mode merges crossings into the buffer once per ~1 ms
 _MIN_TILE = 128  # neurons: smaller tiles would spend their time in loop overhead
+_LANES = 16  # neurons per 512-bit vector in float32: tiles are multiples of this
 _SPIKES_PER_BLOCK = 2  # crossing times kept per merge block (first and last)
 
 
@@ -912,8 +913,11 @@ def _tile_size(model: Model, cfg: _Static, dtype: Any, n_local: int, n_dev: int)
     function (:func:`hhjax.xla.loop_bytes`). The neurons of a tile touch at most
     :func:`hhjax.xla.tile_bytes` per step; with tabulated rates the tables come on top,
     and the whole must stay under the threshold (else, or when that leaves tiles of
-    fewer than ``_MIN_TILE`` neurons, no tiles). Tiles are made equal, so the last
-    (shifted back to end at the last neuron) repeats fewer neurons than there are tiles.
+    fewer than ``_MIN_TILE`` neurons, no tiles). Tiles are made equal and a multiple of
+    ``_LANES`` neurons, so the last (shifted back to end at the last neuron) repeats
+    fewer than ``_LANES`` neurons per tile. (Neurons past the last full vector run
+    through the loops' scalar remainder code: at 1e4 neurons, spikes only, tiles of 720
+    took 0.943x the time of tiles of 715 with exact rates and 0.989x with tables.)
     """
     budget = xla.tile_bytes()
     if cfg.rates == "table":
@@ -929,11 +933,11 @@ def _tile_size(model: Model, cfg: _Static, dtype: Any, n_local: int, n_dev: int)
     largest = budget // (items * np.dtype(dtype).itemsize)
     if cfg.rates == "table" and largest < _MIN_TILE:
         return 0  # (the tables leave too little room under the threshold)
-    largest = max(_MIN_TILE, largest)
+    largest = max(_MIN_TILE, largest) // _LANES * _LANES
     if largest >= n_local:
         return 0
     n_tiles = -(-n_local // largest)
-    return -(-n_local // n_tiles)  # tiles of equal size: the last one overlaps < n_tiles
+    return -(-n_local // (n_tiles * _LANES)) * _LANES  # <= largest
 
 
 # Values one neuron's gradient loop touches per step (the backward loop is the largest),
@@ -1017,10 +1021,10 @@ def _grad_tile(model: Model, cfg: _Static, dtype: Any, n: int, n_diff: int) -> i
     )
     fit = budget // (items * np.dtype(dtype).itemsize)  # neurons whose loops fit
     smallest, largest = _GRAD_TILES
-    largest = min(largest, fit) // 16 * 16
+    largest = min(largest, fit) // _LANES * _LANES
     if largest < smallest or n <= fit:  # (a whole vmap that fits has more work per step)
         return 0
-    return min(range(largest, smallest - 1, -16), key=lambda s: -(-n // s) * s)
+    return min(range(largest, smallest - 1, -_LANES), key=lambda s: -(-n // s) * s)
 
 
 _GRAD_SPLIT_FROM = 500_000  # neuron-steps: a shorter differentiated run stays on one device
