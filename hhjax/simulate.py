@@ -123,13 +123,16 @@ def _unit_runner(
     first and last of the unit are timed) are merged into the store once per unit.
     ``track_vmax``: update max |V| every step (else it stays as it came in).
 
-    Within a unit the spike tally is two complex arrays: (crossings, max |V|) and (first,
-    last crossing time), in float32 or float64 parts (float16 has no complex type, so
-    its tally runs in float32: same numbers). XLA's CPU backend writes each per-neuron
-    array of a loop's carry with a kernel of its own (a task, and a pass over the array,
-    every step); paired, the bookkeeping takes 2 kernels a step instead of 5 and a copy.
-    Paired runs here, float32 spikes only, tabulated rates: 1.23 s against 1.32 s at 1e5
-    neurons, 13.8 s against 16.8 s at 1e6 (``benchmarks/README.md``); same spike times.
+    Within a unit the spike tally is (crossings, max |V|, first and last crossing time),
+    in float32 or float64 (float16 has no complex type, so its tally runs in float32:
+    same numbers). Outside tiles it is held as two complex arrays: XLA's CPU backend
+    writes each per-neuron array of a loop's carry with a kernel of its own (a task,
+    and a pass over the array, every step); paired, the bookkeeping takes 2 kernels a
+    step instead of 5 and a copy (float32 spikes only, tabulated rates: 1.23 s against
+    1.32 s at 1e5 neurons, 13.8 s against 16.8 s at 1e6; ``benchmarks/README.md``). A
+    tile's loop is one function, where the pairing's shuffles cost more than the
+    kernels it saves: four real arrays took 0.944x the time at 1e4 neurons, exact rates
+    (0.973x at 1e5; tables: 1.003x). Same spike times either way.
     """
     if cfg.rates == "table":
         def step(m: Model, s: State, i: Array, h: Array) -> State:
@@ -142,6 +145,17 @@ def _unit_runner(
     step = jax.checkpoint(step, prevent_cse=False)
     spikes = cfg.max_spikes > 0
     real = jnp.promote_types(dtype, jnp.float32)  # the tally's parts (complex: f32, f64)
+    paired = not cfg.tile
+
+    def pack(count: Array, v_max: Array, first: Array, last: Array) -> tuple[Array, ...]:
+        if paired:
+            return jax.lax.complex(count, v_max), jax.lax.complex(first, last)
+        return count, v_max, first, last
+
+    def unpack(tally: tuple[Array, ...]) -> tuple[Array, ...]:
+        if paired:
+            return tuple(f(x) for x in tally for f in (jnp.real, jnp.imag))
+        return tally
 
     def one(carry: tuple[Any, ...], i_ext: Array) -> tuple[tuple[Any, ...], None]:
         state, v_max, k, tally = carry  # spikes: v_max is in the tally
@@ -149,29 +163,28 @@ def _unit_runner(
             i_ext = jnp.sum(weights * i_ext, axis=-1)
         new = step(model, state, i_ext, dt)
         if spikes:
-            counted, times = tally
-            v_max = jnp.imag(counted)
+            count, v_max, first, last = unpack(tally)
         if track_vmax:
             v_max = jnp.maximum(v_max, jnp.abs(new.v))
         if spikes:
             crossed = (state.v < threshold) & (new.v >= threshold)
             rise = jnp.where(crossed, new.v - state.v, 1.0)
             t_cross = ((k.astype(dtype) + (threshold - state.v) / rise) * dt).astype(real)
-            first = jnp.minimum(jnp.real(times), t_cross)  # crossings come in time order
-            tally = (
-                jax.lax.complex(jnp.real(counted) + crossed.astype(real), v_max.astype(real)),
-                jnp.where(crossed, jax.lax.complex(first, t_cross), times),
+            tally = pack(  # crossings come in time order
+                count + crossed.astype(real), v_max.astype(real),
+                jnp.where(crossed, jnp.minimum(first, t_cross), first),
+                jnp.where(crossed, t_cross, last),
             )
             v_max = None
         return (new, v_max, k + 1, tally), None
 
-    def merge(store: tuple[Array, Array, Array], tally: tuple[Array, Array]) -> tuple[Array, ...]:
+    def merge(store: tuple[Array, Array, Array], tally: tuple[Array, ...]) -> tuple[Array, ...]:
         count, n_stored, times = store
-        n_blk = jnp.real(tally[0]).astype(jnp.int32)
+        n_blk, _, first, last = unpack(tally)
+        n_blk = n_blk.astype(jnp.int32)
         slot = jnp.arange(cfg.max_spikes, dtype=jnp.int32)
         at, n_blk_ = n_stored[..., None], n_blk[..., None]
-        pair = tally[1]  # (first, last crossing time)
-        first, last = (x.astype(times.dtype)[..., None] for x in (jnp.real(pair), jnp.imag(pair)))
+        first, last = (x.astype(times.dtype)[..., None] for x in (first, last))
         times = jnp.where((slot == at) & (n_blk_ >= 1), first, times)
         times = jnp.where((slot == at + 1) & (n_blk_ >= 2), last, times)
         return count + n_blk, n_stored + jnp.minimum(n_blk, _SPIKES_PER_BLOCK), times
@@ -184,10 +197,7 @@ def _unit_runner(
         inner = (state, v_max, k, None)
         if spikes:  # no crossing yet: count 0, first crossing at +inf
             zeros = jnp.zeros_like(state.v, real)
-            tally0 = (
-                jax.lax.complex(zeros, v_max.astype(real)),
-                jax.lax.complex(jnp.full_like(zeros, jnp.inf), zeros),
-            )
+            tally0 = pack(zeros, v_max.astype(real), jnp.full_like(zeros, jnp.inf), zeros)
             inner = (state, None, k, tally0)
         if single:
             inner, _ = one(inner, i_unit)
@@ -197,7 +207,7 @@ def _unit_runner(
             inner, _ = jax.lax.scan(one, inner, i_unit)
         state, v_max, k, tally = inner
         if spikes:
-            v_max = jnp.imag(tally[0]).astype(state.v.dtype)
+            v_max = unpack(tally)[1].astype(state.v.dtype)
             store = merge(store, tally)
         return state, v_max, k, store
 
