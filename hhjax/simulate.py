@@ -8,7 +8,9 @@ only spike counts and a fixed number of interpolated spike times per neuron (O(N
 memory). A population is sharded across every local device (on a CPU, one device
 per core; see :mod:`hhjax.population`), runs on each in tiles whose time loop XLA
 compiles as one function (:func:`_run_tiles`), and is split into chunks when it would
-not fit in memory. Under ``jax.grad`` or ``jax.jvp`` (on a CPU) a population is split
+not fit in memory. On a GPU, a forward run (one neuron or a population, exact rates)
+is one kernel whose threads keep their neurons' state in registers for the whole time
+loop (:mod:`hhjax.fused`); XLA's scan launches kernels every step there. Under ``jax.grad`` or ``jax.jvp`` (on a CPU) a population is split
 over the devices too, and each device runs its share in smaller tiles, one after the
 other, sized for the backward loop (:func:`_grad_devices`, :func:`_scan_tiles`).
 """
@@ -25,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
-from . import recpool, xla
+from . import fused, recpool, xla
 from ._checks import check_finite, check_positive_scalar, is_concrete
 from .integrators import get_method
 from .model import (
@@ -37,7 +39,7 @@ from .model import (
     steady_state,
 )
 from .params import validate_model
-from .population import AXIS, Progress, chunk_size, cores, population_mesh
+from .population import AXIS, Progress, available_memory, chunk_size, cores, population_mesh
 from .stimulus import Stimulus, n_steps
 from .tables import build_tables, check_tabulable, exp_euler_table, table_bytes
 
@@ -110,6 +112,7 @@ class _Static(NamedTuple):
     factored: bool = False  # stim holds profiles (time-major, P per step), weights (..., P)
     tile: int = 0  # neurons per tile of a population run (0: the whole population at once)
     devices: tuple[Any, ...] = ()  # the devices a population is split over (empty: one)
+    fused: int = 0  # forward run as one GPU kernel (:mod:`hhjax.fused`): how it records
 
 
 def _unit_runner(
@@ -544,10 +547,12 @@ def _run_population(
     calls (``jax.grad``, user ``jit``/``vmap``) use :func:`_run`. ``bufs``: donated
     ``(N, n_rec)`` record buffers to write into (see ``reuse`` in :func:`simulate`).
     """
-    tables = build_tables(model, dt, stim.dtype) if cfg.rates == "table" else None
     dtype = stim.dtype
     n = _pop_size(model, stim, weights, state0)
     state0 = _population_state0(model, state0, n, dtype)
+    if cfg.fused:
+        return fused.run(model, stim, weights, state0, dt, threshold, cfg, bufs)
+    tables = build_tables(model, dt, stim.dtype) if cfg.rates == "table" else None
     if cfg.factored:  # profiles are already time-major; no (N, n_steps) array exists
         weights = jnp.broadcast_to(weights, (n, weights.shape[-1]))
     if 0 < cfg.tile < n:
@@ -683,7 +688,21 @@ def _run_sharded(
     return jax.tree_util.tree_map(lambda x: x[:n], out) if pad else out
 
 
-_MODES = {"single": _run, "population": _run_population, "sharded": _run_sharded}
+def _run_one_fused(
+    model: Model, stim: Array, weights: Array | None, state0: State | None, dt: Array,
+    threshold: Array, cfg: _Static, bufs: None = None,
+) -> tuple[dict[str, Any], State, Array]:
+    """One neuron through the GPU kernel, as a population of one (a scan would launch
+    a kernel or more per step)."""
+    if state0 is None:
+        state0 = steady_state(model, _resting_v_single(model, 0.0).astype(stim.dtype))
+    state0 = _population_state0(model, state0, 1, stim.dtype)
+    out = fused.run(model, stim, weights, state0, dt, threshold, cfg)
+    return jax.tree_util.tree_map(lambda x: x[0], out)
+
+
+_MODES = {"single": _run, "population": _run_population, "sharded": _run_sharded,
+          "fused": _run_one_fused}
 # Methods with one right-hand-side evaluation per step: a one-neuron program with one of
 # them runs through _once. RK4's program is over XLA's cost estimate for running on the
 # calling thread either way (1649 flops), and measured 5-8 % slower through _once (its
@@ -702,7 +721,9 @@ def _entry(
         model, (state0, dt, threshold) = _unpack(packed, arrays, layout)
         return _MODES[mode](model, stim, weights, state0, dt, threshold, cfg, bufs)
 
-    return _once(run, packed) if mode == "single" and cfg.method in _ONE_STAGE else run(packed)
+    if mode == "single" and cfg.method in _ONE_STAGE and not cfg.fused:
+        return _once(run, packed)
+    return run(packed)
 
 
 def _once(run: Any, packed: Array) -> Any:
@@ -1076,13 +1097,19 @@ def _population_run(
     mode = "sharded" if sharded else "population"
     multiple = n_dev if sharded else 1
     n_steps = stim.shape[0] if cfg.factored else stim.shape[-1]
+    itemsize = stim.dtype.itemsize
+    n_rec = n_steps // cfg.every + 1
+    fields = _n_fields(model, cfg.record)
+    if fused.available(cfg, devices[0].platform):
+        time_major = fused.TIME_MAJOR
+        if time_major is None:  # two copies of the records at once, if they fit
+            time_major = 2 * itemsize * n_rec * fields * n <= available_memory() // 2
+        cfg = cfg._replace(fused=fused.TIME_MAJOR_ROWS if time_major else fused.ROWS)
     if chunk is None:
-        itemsize = stim.dtype.itemsize
-        n_rec = n_steps // cfg.every + 1
-        fields = _n_fields(model, cfg.record)
+        copies = {0: 3, fused.ROWS: 1, fused.TIME_MAJOR_ROWS: 2}[cfg.fused]  # XLA: blocks
         per_neuron = itemsize * (
-            (2 * n_steps if stim.ndim == 2 and not cfg.factored else 0) + 3 * n_rec * fields
-            + cfg.max_spikes + 64
+            (2 * n_steps if stim.ndim == 2 and not cfg.factored else 0)
+            + copies * n_rec * fields + cfg.max_spikes + 64
         )
         chunk = chunk_size(n, per_neuron, multiple=multiple)
         if chunk < n:  # a power of two: the same compiled shapes from call to call
@@ -1118,6 +1145,11 @@ def _population_run(
         bar.update()
     if len(pieces) == 1:
         return pieces[0]
+    # On a CPU the host is the device. On a GPU the chunks' results stay in host memory
+    # (NumPy arrays): moved back in one piece, a record that needed chunks would not fit
+    # (an H100 ran out of memory so, on the 32 GB float64 record of 1e6 neurons).
+    if devices[0].platform != "cpu":
+        return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *pieces)
     return jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.concatenate(xs)), *pieces)
 
 
@@ -1146,8 +1178,9 @@ def simulate(
     A population (a model whose leaves have a leading axis of length N and/or a
     stimulus of shape ``(N, n_steps)``) is split over the local devices (one per core
     on a CPU, or GPUs; see :mod:`hhjax.population`), runs on a CPU device in tiles of
-    neurons and, when it would not fit in memory, runs in chunks with a progress line
-    on stderr. Results do not depend on any of these.
+    neurons and on a GPU as one fused kernel (:mod:`hhjax.fused`; exact rates, forward
+    runs), and, when it would not fit in memory, runs in chunks with a progress line
+    on stderr. Results do not depend on any of these (to rounding on a GPU).
 
     Args:
         model: the model (a population if some leaves have a leading axis of length N).
@@ -1182,7 +1215,9 @@ def simulate(
             (and 5e5 neuron-steps) is split over every device: pass ``shard=False``
             there if your ``jit`` takes arrays committed to one device (JAX raises
             "incompatible devices" otherwise).
-        chunk_size: neurons per call for a population (default: from free memory).
+        chunk_size: neurons per call for a population (default: from free memory). On
+            a GPU, the records of a run in chunks are returned as NumPy arrays in host
+            memory.
         progress: print a progress line per chunk (default: when there are chunks).
         reuse: a :class:`Trace` from an earlier call whose records have this call's
             shapes: a population run writes its records into that trace's arrays
@@ -1288,7 +1323,13 @@ def simulate(
                 chunk_size, progress, _reusable(reuse, model, cfg.record, (int(n_pop), n_rec), dtype),
             )
         else:
-            recs, final, v_max = _call("single", model, stim, weights, state0, dt, threshold, cfg)
+            devices = _committed_devices((model, stim, weights, state0)) or jax.local_devices()
+            if fused.available(cfg, devices[0].platform):
+                cfg = cfg._replace(fused=fused.ROWS)
+            recs, final, v_max = _call(
+                "fused" if cfg.fused else "single", model, stim, weights, state0, dt,
+                threshold, cfg,
+            )
         t = _time_grid(n_rec, float(dt) * every, dtype)
     else:
         if n_pop is not None and _differentiated((model, stim, weights, state0)):
