@@ -81,7 +81,8 @@ def _log(msg: str) -> None:
 class _PeakInUse:
     """Peak memory in use (bytes) by this process while the block runs, against ``base``
     (default: that when the block starts). In use: resident less the free bytes that
-    hhjax's heap keeps for reuse (resident too, but held for no one). The resident size
+    hhjax's heap keeps for reuse (resident too, but held for no one); on a GPU, the
+    bytes its allocator has handed out on the local devices. The resident size
     is read every 2 ms; the kept bytes, which take the allocator's lock to count, every
     20 ms (every 2 ms slowed a 1e5-neuron run by 10-40 %)."""
 
@@ -109,8 +110,14 @@ class _PeakInUse:
             self.peak = max(self.peak, self._in_use(count_kept=i % 10 == 0))
 
     def _in_use(self, count_kept: bool = True) -> int:
+        import jax
+
         import hhjax.hostmem
 
+        if jax.default_backend() != "cpu":  # an accelerator: its own memory, not the host's
+            return sum(
+                (d.memory_stats() or {}).get("bytes_in_use", 0) for d in jax.local_devices()
+            )
         if count_kept:
             self._kept = hhjax.hostmem.kept_bytes()
         with open("/proc/self/statm") as f:
@@ -210,7 +217,8 @@ def _environment() -> dict[str, Any]:
         "machine": machine(cpu), "cpu": cpu,
         "python": platform.python_version(), "jax": jax.__version__,
         "jaxlib": jaxlib.__version__, "numpy": np.__version__, "hhjax": hhjax.__version__,
-        "devices": [str(d) for d in jax.devices()], "backend": jax.default_backend(),
+        "devices": [str(d) if d.platform == "cpu" else f"{d} ({d.device_kind})"
+                    for d in jax.devices()], "backend": jax.default_backend(),
         "load_avg_start": os.getloadavg(),
         # hhjax's import adds its small-loop threshold here; the peers' processes
         # inherit these flags, so every JAX tool runs under the same ones
@@ -220,6 +228,8 @@ def _environment() -> dict[str, Any]:
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         # hhjax.hostmem: glibc keeps freed memory for reuse (set at import, default on)
         "hhjax_keeps_memory": hhjax.hostmem.kept,
+        "fused_kernel": {"block": hhjax.fused.BLOCK, "num_warps": hhjax.fused.NUM_WARPS,
+                         "time_major": hhjax.fused.TIME_MAJOR},
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
     }
 
@@ -622,7 +632,10 @@ def main(argv: list[str] | None = None) -> int:
         key = (dtype, method, rates, record)
         why = _fits(n, dtype, record)
         limit = args.max_run_s
-        if not why and key in speed and n * N_STEPS / speed[key] > limit:
+        # (on a CPU the time grows with N; a GPU's does not until it is full)
+        if not why and key in speed and n * N_STEPS / speed[key] > limit and (
+            env["backend"] == "cpu"
+        ):
             why = f"predicted {n * N_STEPS / speed[key]:.0f} s > {limit:.0f} s (--max-run-s)"
         row = {"tool": "hhjax", "n": n, "dtype": dtype, "method": method, "rates": rates,
                "record": record}
