@@ -214,7 +214,7 @@ def _environment() -> dict[str, Any]:
     cpu = this_cpu()
     return {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": machine(cpu), "cpu": cpu,
+        "machine": machine(cpu), "cpu": cpu, "cores": os.cpu_count(),
         "python": platform.python_version(), "jax": jax.__version__,
         "jaxlib": jaxlib.__version__, "numpy": np.__version__, "hhjax": hhjax.__version__,
         "devices": [str(d) if d.platform == "cpu" else f"{d} ({d.device_kind})"
@@ -432,14 +432,15 @@ def _best_hhjax(rows: list[dict[str, Any]], n: int, record: str, rates: str) -> 
 def markdown(result: dict[str, Any]) -> str:
     """The Markdown report: environment, hhjax table, peers with ratios, gradients."""
     env, rows = result["environment"], result["hhjax"]
+    cores = env.get("cores", 2)  # (results before it was recorded: this 2-core machine)
     out = [f"# hhjax benchmarks ({env['date']})", "",
            f"- machine: {env['machine']}, {env['memory_gb']} GB; devices: "
            f"{', '.join(env['devices'])} ({env['backend']})",
            f"- python {env['python']}, jax {env['jax']}, jaxlib {env['jaxlib']}, numpy "
            f"{env['numpy']}, hhjax {env['hhjax']}",
            f"- load average at start / end: {env['load_avg_start'][0]:.1f} / "
-           f"{result.get('load_avg_end', [float('nan')])[0]:.1f} (2 cores: above ~0.5 "
-           f"other jobs were running and the numbers are pessimistic)",
+           f"{result.get('load_avg_end', [float('nan')])[0]:.1f} ({cores} cores: above "
+           f"~{cores / 4:.1f} other jobs were running and the numbers are pessimistic)",
            f"- command: `{result['command']}`",
            f"- XLA_FLAGS (hhjax's and the JAX peers' processes): "
            f"`{env.get('xla_flags') or '(none)'}`",
