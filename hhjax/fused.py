@@ -41,7 +41,7 @@ from .model import Model, State, channel_currents
 
 Array = jax.Array
 
-__all__ = ["BLOCK", "available", "run"]
+__all__ = ["BLOCK", "available", "max_neurons", "run"]
 
 BLOCK = 128  # neurons per kernel program (one GPU thread block)
 NUM_WARPS = 4  # warps per program: BLOCK / (32 * NUM_WARPS) neurons per thread
@@ -50,7 +50,9 @@ NUM_WARPS = 4  # warps per program: BLOCK / (32 * NUM_WARPS) neurons per thread
 # with one strided store per neuron and step (in place, one copy). On an H100 at 1e6
 # neurons, V every step: 83-87 ms against 131-190 ms (``benchmarks/README.md``), so
 # :func:`hhjax.simulate` writes time-major when two copies fit in half the free
-# memory. None: that choice; True/False force one (benchmarks).
+# memory and a record has under 2**31 entries (strided records of 4e9 entries were
+# checked on a GPU, time-major ones that large were not). None: that choice;
+# True/False force one (benchmarks).
 TIME_MAJOR: bool | None = None
 ROWS, TIME_MAJOR_ROWS = 1, 2  # values of simulate's ``cfg.fused``: how records are written
 
@@ -66,6 +68,18 @@ def _triton() -> bool:
     except ImportError:
         return False
     return True
+
+
+INDEX_LIMIT = 2**31  # the spike store's flat indices are int32 (JAX's default ints)
+
+
+def max_neurons(cfg: Any) -> int:
+    """The largest population one kernel call takes: its spike store's flat indices
+    (neuron x ``max_spikes`` + slot) must stay below :data:`INDEX_LIMIT` (about 3.4e7
+    neurons at 64 spikes each; :func:`hhjax.simulate` runs more in chunks)."""
+    if not cfg.max_spikes:
+        return INDEX_LIMIT - 1
+    return max(BLOCK, (INDEX_LIMIT - 1) // cfg.max_spikes // BLOCK * BLOCK - BLOCK)
 
 
 def available(cfg: Any, platform: str) -> bool:

@@ -10,9 +10,10 @@ per core; see :mod:`hhjax.population`), runs on each in tiles whose time loop XL
 compiles as one function (:func:`_run_tiles`), and is split into chunks when it would
 not fit in memory. On a GPU, a forward run (one neuron or a population, exact rates)
 is one kernel whose threads keep their neurons' state in registers for the whole time
-loop (:mod:`hhjax.fused`); XLA's scan launches kernels every step there. Under ``jax.grad`` or ``jax.jvp`` (on a CPU) a population is split
-over the devices too, and each device runs its share in smaller tiles, one after the
-other, sized for the backward loop (:func:`_grad_devices`, :func:`_scan_tiles`).
+loop (:mod:`hhjax.fused`); XLA's scan launches kernels every step there. Under
+``jax.grad`` or ``jax.jvp`` (on a CPU) a population is split over the devices too, and
+each device runs its share in smaller tiles, one after the other, sized for the
+backward loop (:func:`_grad_devices`, :func:`_scan_tiles`).
 """
 
 from __future__ import annotations
@@ -1102,8 +1103,11 @@ def _population_run(
     fields = _n_fields(model, cfg.record)
     if fused.available(cfg, devices[0].platform):
         time_major = fused.TIME_MAJOR
-        if time_major is None:  # two copies of the records at once, if they fit
-            time_major = 2 * itemsize * n_rec * fields * n <= available_memory() // 2
+        if time_major is None:  # two copies of the records at once, if they fit (and
+            # under 2**31 entries: written strided, 4e9 were checked on a GPU, this not)
+            time_major = n_rec * n < fused.INDEX_LIMIT and (
+                2 * itemsize * n_rec * fields * n <= available_memory() // 2
+            )
         cfg = cfg._replace(fused=fused.TIME_MAJOR_ROWS if time_major else fused.ROWS)
     if chunk is None:
         copies = {0: 3, fused.ROWS: 1, fused.TIME_MAJOR_ROWS: 2}[cfg.fused]  # XLA: blocks
@@ -1115,6 +1119,8 @@ def _population_run(
         if chunk < n:  # a power of two: the same compiled shapes from call to call
             chunk = max(multiple, multiple * 2 ** int(np.log2(chunk // multiple)))
     chunk = max(1, min(int(chunk), n))
+    if cfg.fused:  # (at most a kernel's worth per device)
+        chunk = min(chunk, fused.max_neurons(cfg) * multiple)
     n_dev_used = n_dev if sharded else 1
     cfg = cfg._replace(
         tile=_tile_size(model, cfg, stim.dtype, chunk // multiple, n_dev_used),

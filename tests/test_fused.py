@@ -148,3 +148,26 @@ def test_chunks_on_a_gpu_stay_in_host_memory(kernel: None, monkeypatch: pytest.M
     assert isinstance(ref.v, jax.Array) and not isinstance(out.v, jax.Array)
     assert isinstance(out.v, np.ndarray)
     _assert_same(ref, out)
+
+
+def test_a_population_past_the_spike_index_limit_runs_in_chunks(
+    kernel: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel's spike store is indexed with int32: a population whose store would
+    pass 2**31 entries runs in chunks (here the limit is lowered to 40 neurons' worth)."""
+    model = hhjax.presets.neuron_hh()
+    stim = hhjax.stimulus.step_current(jnp.asarray(np.linspace(8, 12, 50), jnp.float32), 2.0)
+    kw = dict(dt=0.025, t_max=30.0, record="spikes", max_spikes=4, progress=False,
+              shard=False)  # (one device: the limit holds per device)
+    ref = hhjax.simulate(model, stim, **kw)
+    monkeypatch.setattr(fused, "BLOCK", 8)
+    monkeypatch.setattr(fused, "INDEX_LIMIT", 40 * 4 + 1)
+    calls = []
+    run = fused.run
+    monkeypatch.setattr(fused, "run", lambda *a, **k: calls.append(1) or run(*a, **k))
+    out = hhjax.simulate(model, stim, **kw)
+    assert fused.max_neurons(hhjax.simulate.__globals__["_Static"](
+        method="exp_euler", record=(), every=1, checkpoint=False, max_spikes=4, rates="exact",
+    )) == 32
+    assert len(calls) == 2  # 50 neurons in chunks of 32 (two shapes, each traced once)
+    _assert_same(ref, out)
