@@ -117,7 +117,9 @@ def _observe(
 def _compiler_params() -> Any:
     from jax.experimental.pallas import triton as pt
 
-    return pt.CompilerParams(num_warps=NUM_WARPS, num_stages=1)
+    # (``TritonCompilerParams`` in JAX releases before the rename)
+    make = getattr(pt, "CompilerParams", None) or getattr(pt, "TritonCompilerParams", None)
+    return make(num_warps=NUM_WARPS, num_stages=1)
 
 
 def run(
