@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .integrators import get_method
-from .model import Model, State, channel_currents
+from .model import Model, State
 
 Array = jax.Array
 
@@ -105,13 +105,12 @@ def _fields(model: Model, recs: dict[str, Any], record: tuple[str, ...]) -> list
 def _observe(
     model: Model, state: State, record: tuple[str, ...], order: Model | None = None
 ) -> list[Array]:
-    """The recorded fields of ``state``, flat, in the gate and channel order of
-    ``order`` (default ``model``; a model rebuilt from its leaves has its channels in
-    sorted order)."""
-    recs = {"v": state.v, "gates": state.gates}
-    if "currents" in record:
-        recs["currents"] = channel_currents(model, state)
-    return _fields(order or model, recs, record)
+    """The recorded fields of ``state`` (as the scan observes them), flat, in the gate
+    and channel order of ``order`` (default ``model``; a model rebuilt from its leaves
+    has its channels in sorted order)."""
+    from .simulate import _observe as observe  # (simulate imports this module)
+
+    return _fields(order or model, observe(model, state, record), record)
 
 
 def _compiler_params() -> Any:
@@ -135,8 +134,10 @@ def run(
     time profiles ``(n_steps, P)`` weighted per neuron by ``weights`` ``(N, P)``.
     ``bufs``: ``(N, n_rec)`` record buffers to write into (donated by the caller).
     """
-    from jax.experimental import pallas as pl  # (imported on first use: ~0.2 s)
+    from jax.experimental import pallas as pl  # (imported on first use: ~0.7 s)
     from jax.experimental.pallas import triton as pt
+
+    from .simulate import _crossing, _take  # (simulate imports this module)
 
     block = block or BLOCK
     interpret = interpret or jax.default_backend() != "gpu"  # (tests, on a CPU)
@@ -152,8 +153,7 @@ def run(
     real = jnp.promote_types(dtype, jnp.float32)
 
     def padded(x: Array) -> Array:  # (N, ...) -> (n_pad, ...) with copies of the last
-        x = jnp.asarray(x, dtype)
-        return x if n_pad == n else jnp.concatenate([x, jnp.repeat(x[-1:], n_pad - n, axis=0)])
+        return _take(jnp.asarray(x, dtype), 0, n, n_pad - n, True)
 
     # Model: scalar leaves in one vector (with dt and the threshold), per-neuron rows.
     leaves, treedef = jax.tree_util.tree_flatten(model)
@@ -235,9 +235,7 @@ def run(
             v_max = jnp.maximum(v_max, jnp.abs(new.v))
             if spikes:
                 count, first_t, last_t = tally
-                crossed = (state.v < thr) & (new.v >= thr)
-                rise = jnp.where(crossed, new.v - state.v, 1.0)
-                t = ((k.astype(dtype) + (thr - state.v) / rise) * h).astype(real)
+                crossed, t = _crossing(state.v, new.v, thr, k, h, real)
                 tally = (count + crossed.astype(jnp.int32),
                          jnp.where(crossed, jnp.minimum(first_t, t), first_t),
                          jnp.where(crossed, t, last_t))

@@ -171,9 +171,7 @@ def _unit_runner(
         if track_vmax:
             v_max = jnp.maximum(v_max, jnp.abs(new.v))
         if spikes:
-            crossed = (state.v < threshold) & (new.v >= threshold)
-            rise = jnp.where(crossed, new.v - state.v, 1.0)
-            t_cross = ((k.astype(dtype) + (threshold - state.v) / rise) * dt).astype(real)
+            crossed, t_cross = _crossing(state.v, new.v, threshold, k, dt, real)
             tally = pack(  # crossings come in time order
                 count + crossed.astype(real), v_max.astype(real),
                 jnp.where(crossed, jnp.minimum(first, t_cross), first),
@@ -216,6 +214,16 @@ def _unit_runner(
         return state, v_max, k, store
 
     return run_unit
+
+
+def _crossing(
+    v_old: Array, v_new: Array, threshold: Array, k: Array, dt: Array, real: Any
+) -> tuple[Array, Array]:
+    """Whether step ``k`` (from ``v_old`` to ``v_new``) crossed ``threshold`` upward, and
+    when (linear interpolation, ms, in ``real``); the XLA scan and the GPU kernel share it."""
+    crossed = (v_old < threshold) & (v_new >= threshold)
+    rise = jnp.where(crossed, v_new - v_old, 1.0)
+    return crossed, ((k.astype(v_old.dtype) + (threshold - v_old) / rise) * dt).astype(real)
 
 
 def _carry0(state0: State, cfg: _Static) -> tuple[Any, ...]:
