@@ -1,5 +1,7 @@
 """The scan driver: independent reference, vmap, retracing, gradients, bad input."""
 
+import sys
+
 import jax
 import jax.monitoring
 import jax.numpy as jnp
@@ -115,6 +117,37 @@ def test_gradient_of_whole_simulation_matches_finite_differences_for_every_leaf(
             g = float(grad[key])
             assert np.isfinite(g), key
             assert g == pytest.approx(fd, rel=2e-5, abs=1e-6), key
+
+
+def test_checkpointed_gradient_of_one_neuron_equals_the_plain_one(monkeypatch):
+    """``checkpoint=True`` changes what is stored for the backward pass, not the result:
+    one neuron's groups keep their steps' intermediates (``step_remat=False``)."""
+    sim = sys.modules["hhjax.simulate"]
+    with jax.enable_x64(True):
+        m = hhjax.presets.neuron_hh()
+        drive = stim.step_current(10.0, 1.0).sample(0.025, 20.0)  # 800 steps, a spike
+        target = hhjax.simulate(m, drive, dt=0.025).v[::3]
+        seen = []
+        real_run = sim._run_jit
+
+        def spy(*args, cfg):
+            seen.append(cfg)
+            return real_run(*args, cfg=cfg)
+
+        monkeypatch.setattr(sim, "_run_jit", spy)
+
+        def loss(p, checkpoint):
+            tr = hhjax.simulate(hhjax.set_params(m, p), drive, dt=0.025, every=3,
+                                record=("v", "gates"), checkpoint=checkpoint)
+            return jnp.mean((tr.v - target) ** 2) + jnp.mean(tr.gates["na.m"])
+
+        p0 = {"na.g": 110.0, "k.g": 40.0, "leak.e_rev": -60.0}
+        plain = jax.grad(loss)(p0, False)
+        ckpt = jax.grad(loss)(p0, True)
+        assert [c.step_remat for c in seen] == [True, False]
+        for key in p0:
+            assert float(ckpt[key]) == pytest.approx(float(plain[key]), rel=1e-10, abs=1e-14), key
+            assert float(plain[key]) != 0.0, key
 
 
 def test_gradient_through_singular_voltage_is_finite():
