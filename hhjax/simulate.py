@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
-from . import fused, recpool, xla
+from . import fused, lanes, recpool, xla
 from ._checks import check_finite, check_positive_scalar, is_concrete
 from .integrators import get_method
 from .model import (
@@ -114,6 +114,7 @@ class _Static(NamedTuple):
     tile: int = 0  # neurons per tile of a population run (0: the whole population at once)
     devices: tuple[Any, ...] = ()  # the devices a population is split over (empty: one)
     step_remat: bool = True  # under jax.grad, recompute each step's inside (see _unit_runner)
+    lanes: bool = False  # one neuron with its gates as one vector (:mod:`hhjax.lanes`)
     fused: int = 0  # forward run as one GPU kernel (:mod:`hhjax.fused`): how it records
 
 
@@ -142,6 +143,8 @@ def _unit_runner(
     if cfg.rates == "table":
         def step(m: Model, s: State, i: Array, h: Array) -> State:
             return exp_euler_table(m, tables, s, i, h)
+    elif cfg.lanes:  # (the carry's state is a lanes.Packed)
+        step = lanes.METHODS[cfg.method]
     else:
         step = get_method(cfg.method)
     # Under jax.grad, keep only each step's inputs and recompute its inside in the
@@ -304,14 +307,17 @@ def _run_single(
     units = n // every  # recording units of `every` steps, each ending in a sample
     single = every == 1  # a unit is one step: scan over the steps' inputs themselves
 
+    def state_of(carry: tuple[Any, ...]) -> State:
+        return lanes.unpack(model, carry[0]) if cfg.lanes else carry[0]
+
     def block(carry: tuple[Any, ...], i_unit: Array) -> tuple[tuple[Any, ...], Any]:
         carry = run_unit(carry, i_unit, single)
-        return carry, _observe(model, carry[0], cfg.record)
+        return carry, _observe(model, state_of(carry), cfg.record)
 
     def scan_units(carry: tuple[Any, ...], i_units: Array) -> tuple[tuple[Any, ...], Any]:
         return jax.lax.scan(block, carry, i_units)
 
-    carry = _carry0(state0, cfg)
+    carry = _carry0(lanes.pack(model, state0) if cfg.lanes else state0, cfg)
     head = stim[:units] if single else stim[: units * every].reshape(units, every, *stim.shape[1:])
     if cfg.checkpoint and units > 1 and not population_first:
         carry, recs = _scan_checkpointed(scan_units, carry, head)
@@ -336,7 +342,7 @@ def _run_single(
     if cfg.max_spikes:
         count, _, times = carry[3]
         recs["spike_times"], recs["spike_counts"] = times, count
-    return recs, carry[0], v_max
+    return recs, state_of(carry), v_max
 
 
 _RECORD_BLOCK = 50  # recording units per block written population-first (measured best)
@@ -1015,10 +1021,18 @@ def _committed_devices(tree: Any) -> tuple[Any, ...]:
     are not visible (see ``shard`` in :func:`simulate`).
     """
     found: set[Any] = set()
-    for x in jax.tree_util.tree_leaves(tree):
-        x = _unwrap(x)[1]
-        if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and x.committed:
-            found |= x.sharding.device_set
+    parts = tree if isinstance(tree, tuple) and not hasattr(tree, "_fields") else (tree,)
+    for part in parts:
+        if part is not None and part is _LAST_MODEL[0]:  # (its leaves do not change)
+            cache = _LAST_MODEL[2]
+            if "devices" not in cache:
+                cache["devices"] = _committed_devices(cache["flat"][0])
+            found |= set(cache["devices"])
+            continue
+        for x in jax.tree_util.tree_leaves(part):
+            x = _unwrap(x)[1]
+            if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and x.committed:
+                found |= x.sharding.device_set
     return tuple(sorted(found, key=lambda d: d.id))
 
 
@@ -1031,10 +1045,23 @@ def _differentiated(tree: Any) -> int:
     JAX names no public type for any of this; should the names change, the answer is 0
     and a traced population runs as one ``vmap``, as it did before tiles.
     """
-    kinds = [_unwrap(x)[0] for x in jax.tree_util.tree_leaves(tree)]
-    if any("BatchTracer" in k for k in kinds):
+    if _vmapped(tree):
         return 0
+    kinds = [_unwrap(x)[0] for x in jax.tree_util.tree_leaves(tree)]
     return sum(bool(k) and k[0] in _AD_TRACERS for k in kinds)
+
+
+_UNBATCHED_TRACERS = (*_AD_TRACERS, "DynamicJaxprTracer")  # (jit's)
+
+
+def _vmapped(tree: Any) -> bool:
+    """Whether a ``jax.vmap`` around this call may batch a value of ``tree``: a tracer of
+    a kind other than differentiation's and ``jit``'s (``vmap``'s ``BatchTracer``, or a
+    name this version of JAX does not use)."""
+    return any(
+        kind not in _UNBATCHED_TRACERS
+        for x in jax.tree_util.tree_leaves(tree) for kind in _unwrap(x)[0]
+    )
 
 
 def _grad_tile(model: Model, cfg: _Static, dtype: Any, n: int, n_diff: int) -> int:
@@ -1343,6 +1370,8 @@ def simulate(
             devices = _committed_devices((model, stim, weights, state0)) or jax.local_devices()
             if fused.available(cfg, devices[0].platform):
                 cfg = cfg._replace(fused=fused.ROWS)
+            else:
+                cfg = cfg._replace(lanes=lanes.suited(cfg.method, cfg.rates, stim.dtype))
             recs, final, v_max = _call(
                 "fused" if cfg.fused else "single", model, stim, weights, state0, dt,
                 threshold, cfg,
@@ -1357,6 +1386,9 @@ def simulate(
             # population (or under vmap) the stored intermediates cost more than the
             # recomputation (1000 neurons x 1e5 steps: 4.46x against 2.50x).
             cfg = cfg._replace(step_remat=False)
+        traced = (model, stim, weights, state0)
+        if n_pop is None and not _vmapped(traced) and not _differentiated(traced):
+            cfg = cfg._replace(lanes=lanes.suited(cfg.method, cfg.rates, stim.dtype))
         if n_pop is not None and _differentiated((model, stim, weights, state0)):
             # (before the conversion below, which makes every leaf a tracer)
             n_diff = _differentiated(model)
