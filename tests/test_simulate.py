@@ -119,9 +119,10 @@ def test_gradient_of_whole_simulation_matches_finite_differences_for_every_leaf(
             assert g == pytest.approx(fd, rel=2e-5, abs=1e-6), key
 
 
-def test_checkpointed_gradient_of_one_neuron_equals_the_plain_one(monkeypatch):
-    """``checkpoint=True`` changes what is stored for the backward pass, not the result:
-    one neuron's groups keep their steps' intermediates (``step_remat=False``)."""
+def test_one_neurons_gradient_equals_a_population_of_ones(monkeypatch):
+    """One neuron keeps each step's intermediates for the backward pass (``step_remat=
+    False``), with or without ``checkpoint``; a population recomputes them. Same
+    gradient."""
     sim = sys.modules["hhjax.simulate"]
     with jax.enable_x64(True):
         m = hhjax.presets.neuron_hh()
@@ -136,18 +137,20 @@ def test_checkpointed_gradient_of_one_neuron_equals_the_plain_one(monkeypatch):
 
         monkeypatch.setattr(sim, "_run_jit", spy)
 
-        def loss(p, checkpoint):
-            tr = hhjax.simulate(hhjax.set_params(m, p), drive, dt=0.025, every=3,
+        def loss(p, checkpoint, pop=False):
+            d = drive[None] if pop else drive
+            tr = hhjax.simulate(hhjax.set_params(m, p), d, dt=0.025, every=3,
                                 record=("v", "gates"), checkpoint=checkpoint)
             return jnp.mean((tr.v - target) ** 2) + jnp.mean(tr.gates["na.m"])
 
         p0 = {"na.g": 110.0, "k.g": 40.0, "leak.e_rev": -60.0}
-        plain = jax.grad(loss)(p0, False)
-        ckpt = jax.grad(loss)(p0, True)
-        assert [c.step_remat for c in seen] == [True, False]
+        grads = [jax.grad(loss)(p0, False), jax.grad(loss)(p0, True), jax.grad(loss)(p0, False, True)]
+        assert [c.step_remat for c in seen] == [False, False, True]
         for key in p0:
-            assert float(ckpt[key]) == pytest.approx(float(plain[key]), rel=1e-10, abs=1e-14), key
-            assert float(plain[key]) != 0.0, key
+            want = float(grads[2][key])
+            assert want != 0.0, key
+            for g in grads[:2]:
+                assert float(np.ravel(g[key])[0]) == pytest.approx(want, rel=1e-10, abs=1e-14), key
 
 
 def test_gradient_through_singular_voltage_is_finite():
