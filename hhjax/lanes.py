@@ -127,19 +127,11 @@ def exp_euler(model: Model, p: Packed, i_ext: Array, dt: Array) -> Packed:
     return Packed(relax(p.v, a_v, b_v, dt), x)
 
 
-def _derivatives(model: Model, p: Packed, i_ext: Array) -> Packed:
-    a_v, b_v = _membrane(model, p, i_ext)
-    a, s = gate_linear(model, p.v)
-    return Packed(a_v - b_v * p.v, a - s * p.x)
-
-
-def _axpy(p: Packed, dt: Array, r: Packed) -> Packed:
-    return Packed(p.v + dt * r.v, p.x + dt * r.x)
-
-
 def euler(model: Model, p: Packed, i_ext: Array, dt: Array) -> Packed:
     """:func:`hhjax.integrators.euler` on a packed state."""
-    return _axpy(p, dt, _derivatives(model, p, i_ext))
+    a_v, b_v = _membrane(model, p, i_ext)
+    a, s = gate_linear(model, p.v)
+    return Packed(p.v + dt * (a_v - b_v * p.v), p.x + dt * (a - s * p.x))
 
 
 METHODS = {"euler": euler, "exp_euler": exp_euler}
