@@ -259,18 +259,52 @@ def _carry0(state0: State, cfg: _Static) -> tuple[Any, ...]:
     return state0, jnp.abs(state0.v), jnp.int32(0), store0
 
 
-def _scan_checkpointed(scan_units: Any, carry: Any, head: Array) -> tuple[Any, Any]:
+def _primal_by(fast: Any, slow: Any) -> Any:
+    """``fast(carry, xs)``, differentiated as ``slow`` (the same function, computed
+    another way): the backward pass recomputes ``slow`` from the saved inputs, as
+    ``jax.checkpoint(slow)`` would. Values ``fast`` and ``slow`` close over (the model's
+    tracers) get their cotangents through ``slow``."""
+
+    def run(carry: Any, xs: Array) -> Any:
+        fast_c, fast_consts = jax.closure_convert(fast, carry, xs)
+        slow_c, slow_consts = jax.closure_convert(slow, carry, xs)
+
+        @jax.custom_vjp
+        def f(fast_consts: list[Any], slow_consts: list[Any], carry: Any, xs: Array) -> Any:
+            return fast_c(carry, xs, *fast_consts)
+
+        def f_fwd(fast_consts: list[Any], slow_consts: list[Any], carry: Any, xs: Array) -> Any:
+            return f(fast_consts, slow_consts, carry, xs), (fast_consts, slow_consts, carry, xs)
+
+        def f_bwd(res: Any, ct: Any) -> Any:
+            fast_consts, slow_consts, carry, xs = res
+            _, vjp = jax.vjp(lambda c, a, x: slow_c(a, x, *c), slow_consts, carry, xs)
+            zeros = jax.tree_util.tree_map(jnp.zeros_like, fast_consts)
+            return (zeros, *vjp(ct))
+
+        f.defvjp(f_fwd, f_bwd)
+        return f(fast_consts, slow_consts, carry, xs)
+
+    return run
+
+
+def _scan_checkpointed(
+    scan_units: Any, carry: Any, head: Array, remat: bool = True
+) -> tuple[Any, Any]:
     """``scan_units(carry, head)`` with sqrt(T) memory for gradients: the carry is saved
     only at group boundaries and each group of ~sqrt(units) units is recomputed in the
-    backward pass."""
+    backward pass (``remat=False``: ``scan_units`` does that itself, see
+    :func:`_primal_by`)."""
     units = head.shape[0]
     group = max(1, int(round(units**0.5)))
     n_groups = units // group
     grouped = head[: n_groups * group].reshape(n_groups, group, *head.shape[1:])
-    carry, recs = jax.lax.scan(jax.checkpoint(scan_units), carry, grouped)
+    if remat:
+        scan_units = jax.checkpoint(scan_units)
+    carry, recs = jax.lax.scan(scan_units, carry, grouped)
     recs = jax.tree_util.tree_map(lambda r: r.reshape(n_groups * group, *r.shape[2:]), recs)
     if n_groups * group < units:
-        carry, rest = jax.checkpoint(scan_units)(carry, head[n_groups * group:])
+        carry, rest = scan_units(carry, head[n_groups * group:])
         recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), recs, rest)
     return carry, recs
 
@@ -327,16 +361,36 @@ def _run_single(
     def state_of(carry: tuple[Any, ...]) -> State:
         return lanes.unpack(model, carry[0]) if cfg.lanes else carry[0]
 
-    def block(carry: tuple[Any, ...], i_unit: Array) -> tuple[tuple[Any, ...], Any]:
-        carry = run_unit(carry, i_unit, single)
-        return carry, _observe(model, state_of(carry), cfg.record)
+    def units_scan(run_unit: Any, packed: bool) -> Any:
+        def block(carry: tuple[Any, ...], i_unit: Array) -> tuple[tuple[Any, ...], Any]:
+            carry = run_unit(carry, i_unit, single)
+            state = lanes.unpack(model, carry[0]) if packed else carry[0]
+            return carry, _observe(model, state, cfg.record)
 
-    def scan_units(carry: tuple[Any, ...], i_units: Array) -> tuple[tuple[Any, ...], Any]:
-        return jax.lax.scan(block, carry, i_units)
+        return lambda carry, i_units: jax.lax.scan(block, carry, i_units)
 
+    scan_units = units_scan(run_unit, cfg.lanes)
     carry = _carry0(lanes.pack(model, state0) if cfg.lanes else state0, cfg)
     head = stim[:units] if single else stim[: units * every].reshape(units, every, *stim.shape[1:])
-    if cfg.checkpoint and units > 1 and not population_first:
+    if cfg.checkpoint and cfg.lanes and not cfg.step_remat and units > 1:
+        # One neuron's checkpointed gradient (reverse mode, see simulate): the groups
+        # run forward in lanes and are differentiated as the scalar step (lanes' own
+        # backward pass ran slower); the carry between groups is unpacked. jax.grad
+        # over 1e4 steps: 2.56-2.60x the forward run instead of 2.98-3.00x; 1e5 steps:
+        # 3.02-3.39x instead of 3.85-4.12x (paired processes, benchmarks/README.md).
+        slow = units_scan(_unit_runner(
+            model, weights, dt, threshold, tables, cfg._replace(lanes=False), dtype,
+            not vmax_from_record,
+        ), False)
+
+        def fast(carry: tuple[Any, ...], i_units: Array) -> tuple[tuple[Any, ...], Any]:
+            carry, recs = scan_units((lanes.pack(model, carry[0]), *carry[1:]), i_units)
+            return (lanes.unpack(model, carry[0]), *carry[1:]), recs
+
+        carry = (lanes.unpack(model, carry[0]), *carry[1:])
+        carry, recs = _scan_checkpointed(_primal_by(fast, slow), carry, head, remat=False)
+        carry = (lanes.pack(model, carry[0]), *carry[1:])
+    elif cfg.checkpoint and units > 1 and not population_first:
         carry, recs = _scan_checkpointed(scan_units, carry, head)
     elif population_first:
         carry, recs = _record_population_first(
@@ -1071,6 +1125,14 @@ def _differentiated(tree: Any) -> int:
 _UNBATCHED_TRACERS = (*_AD_TRACERS, "DynamicJaxprTracer")  # (jit's)
 
 
+def _reverse_only(tree: Any) -> bool:
+    """Whether ``tree`` is differentiated in reverse mode only (``jax.grad``/``vjp``),
+    so a ``jax.custom_vjp`` may be used: no forward mode (``jvp``, ``jacfwd``, the
+    outer derivative of a Hessian), which cannot differentiate one."""
+    kinds = {k for x in jax.tree_util.tree_leaves(tree) for k in _unwrap(x)[0]}
+    return "LinearizeTracer" in kinds and "JVPTracer" not in kinds
+
+
 def _vmapped(tree: Any) -> bool:
     """Whether a ``jax.vmap`` around this call may batch a value of ``tree``: a tracer of
     a kind other than differentiation's and ``jit``'s (``vmap``'s ``BatchTracer``, or a
@@ -1410,7 +1472,8 @@ def simulate(
             cfg = cfg._replace(step_remat=False)
         if n_pop is None and not _vmapped(traced):
             cfg = cfg._replace(alone=True)
-            if not _differentiated(traced):
+            # forward runs, and checkpointed gradients (see _run_single)
+            if not _differentiated(traced) or (cfg.checkpoint and _reverse_only(traced)):
                 cfg = cfg._replace(lanes=lanes.suited(cfg.method, cfg.rates, stim.dtype))
         if n_pop is not None and _differentiated((model, stim, weights, state0)):
             # (before the conversion below, which makes every leaf a tracer)

@@ -153,6 +153,45 @@ def test_one_neurons_gradient_equals_a_population_of_ones(monkeypatch):
                 assert float(np.ravel(g[key])[0]) == pytest.approx(want, rel=1e-10, abs=1e-14), key
 
 
+def test_checkpointed_gradient_of_one_neuron_runs_forward_in_lanes(monkeypatch):
+    """float32, ``checkpoint=True``: in reverse mode the groups of steps run forward in
+    lanes and are differentiated as the scalar step (``simulate._primal_by``). Same
+    gradient as without checkpointing, for a parameter and the stimulus. Forward mode,
+    which cannot differentiate that (also of a jitted run), keeps the plain path."""
+    sim = sys.modules["hhjax.simulate"]
+    seen = []
+    real_run = sim._run_jit
+
+    def spy(*args, cfg):
+        seen.append(cfg)
+        return real_run(*args, cfg=cfg)
+
+    monkeypatch.setattr(sim, "_run_jit", spy)
+    m = hhjax.presets.neuron_hh()
+    drive = jnp.asarray(stim.step_current(10.0, 1.0).sample(0.025, 20.0), jnp.float32)
+    target = hhjax.simulate(m, drive, dt=0.025).v
+
+    def loss(g, d, checkpoint):
+        tr = hhjax.simulate(hhjax.set_params(m, {"na.g": g}), d, dt=0.025, checkpoint=checkpoint)
+        return jnp.mean((tr.v - target) ** 2)
+
+    plain = jax.grad(loss, argnums=(0, 1))(115.0, drive, False)
+    ckpt = jax.grad(loss, argnums=(0, 1))(115.0, drive, True)
+    assert [(c.lanes, c.checkpoint, c.step_remat) for c in seen] == [
+        (False, False, False), (True, True, False)
+    ]
+    # (float32 rounding: the forward values differ by a few ulps between the two steps)
+    assert float(ckpt[0]) == pytest.approx(float(plain[0]), rel=1e-5)
+    np.testing.assert_allclose(np.asarray(ckpt[1]), np.asarray(plain[1]), rtol=1e-5,
+                               atol=1e-5 * float(jnp.max(jnp.abs(plain[1]))))
+    forward = jax.jvp(lambda g: loss(g, drive, True), (115.0,), (1.0,))[1]
+    assert not seen[-1].lanes
+    jitted = jax.jit(lambda g: loss(g, drive, True))
+    forward_jit = jax.jvp(jitted, (115.0,), (1.0,))[1]
+    for f in (forward, forward_jit):
+        assert float(f) == pytest.approx(float(plain[0]), rel=1e-5)
+
+
 def test_gradient_through_singular_voltage_is_finite():
     # a trajectory sampled exactly at -40 and -55 mV, the removable singularities
     with jax.enable_x64(False):
