@@ -191,6 +191,20 @@ def test_checkpointed_gradient_of_one_neuron_runs_forward_in_lanes(monkeypatch):
     for f in (forward, forward_jit):
         assert float(f) == pytest.approx(float(plain[0]), rel=1e-5)
 
+    # every 3rd step recorded, gates and spike times too; composite rates (Connor-Stevens)
+    cs = hhjax.presets.connor_stevens()
+    g_na = 0.95 * float(cs.channels["na"].g)
+
+    def loss_cs(g, checkpoint):
+        tr = hhjax.simulate(hhjax.set_params(cs, {"na.g": g}), drive, dt=0.025, every=3,
+                            method="euler", record=("v", "gates", "spikes"),
+                            checkpoint=checkpoint)
+        return jnp.mean(tr.v**2) + jnp.mean(tr.gates["na.m"]) + jnp.nansum(tr.spike_times)
+
+    want = float(jax.grad(loss_cs)(g_na, False))
+    assert float(jax.grad(loss_cs)(g_na, True)) == pytest.approx(want, rel=2e-5)
+    assert [c.lanes for c in seen[-2:]] == [False, True]
+
 
 def test_gradient_through_singular_voltage_is_finite():
     # a trajectory sampled exactly at -40 and -55 mV, the removable singularities
