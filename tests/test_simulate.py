@@ -119,23 +119,29 @@ def test_gradient_of_whole_simulation_matches_finite_differences_for_every_leaf(
             assert g == pytest.approx(fd, rel=2e-5, abs=1e-6), key
 
 
+def _traced_cfgs(monkeypatch) -> list:
+    """The ``_Static`` of every traced ``simulate`` call from now on (a spy on
+    ``simulate._run_jit``)."""
+    sim = sys.modules["hhjax.simulate"]
+    seen, real_run = [], sim._run_jit
+
+    def spy(*args, cfg):
+        seen.append(cfg)
+        return real_run(*args, cfg=cfg)
+
+    monkeypatch.setattr(sim, "_run_jit", spy)
+    return seen
+
+
 def test_one_neurons_gradient_equals_a_population_of_ones(monkeypatch):
     """One neuron keeps each step's intermediates for the backward pass (``step_remat=
     False``), with or without ``checkpoint``; a population recomputes them. Same
     gradient."""
-    sim = sys.modules["hhjax.simulate"]
     with jax.enable_x64(True):
         m = hhjax.presets.neuron_hh()
         drive = stim.step_current(10.0, 1.0).sample(0.025, 20.0)  # 800 steps, a spike
         target = hhjax.simulate(m, drive, dt=0.025).v[::3]
-        seen = []
-        real_run = sim._run_jit
-
-        def spy(*args, cfg):
-            seen.append(cfg)
-            return real_run(*args, cfg=cfg)
-
-        monkeypatch.setattr(sim, "_run_jit", spy)
+        seen = _traced_cfgs(monkeypatch)
 
         def loss(p, checkpoint, pop=False):
             d = drive[None] if pop else drive
@@ -158,18 +164,10 @@ def test_checkpointed_gradient_of_one_neuron_runs_forward_in_lanes(monkeypatch):
     lanes and are differentiated as the scalar step (``simulate._primal_by``). Same
     gradient as without checkpointing, for a parameter and the stimulus. Forward mode,
     which cannot differentiate that (also of a jitted run), keeps the plain path."""
-    sim = sys.modules["hhjax.simulate"]
-    seen = []
-    real_run = sim._run_jit
-
-    def spy(*args, cfg):
-        seen.append(cfg)
-        return real_run(*args, cfg=cfg)
-
-    monkeypatch.setattr(sim, "_run_jit", spy)
     m = hhjax.presets.neuron_hh()
     drive = jnp.asarray(stim.step_current(10.0, 1.0).sample(0.025, 20.0), jnp.float32)
     target = hhjax.simulate(m, drive, dt=0.025).v
+    seen = _traced_cfgs(monkeypatch)
 
     def loss(g, d, checkpoint):
         tr = hhjax.simulate(hhjax.set_params(m, {"na.g": g}), d, dt=0.025, checkpoint=checkpoint)
