@@ -358,14 +358,13 @@ def _run_single(
     units = n // every  # recording units of `every` steps, each ending in a sample
     single = every == 1  # a unit is one step: scan over the steps' inputs themselves
 
-    def state_of(carry: tuple[Any, ...]) -> State:
-        return lanes.unpack(model, carry[0]) if cfg.lanes else carry[0]
+    def state_of(carry: tuple[Any, ...], packed: bool = cfg.lanes) -> State:
+        return lanes.unpack(model, carry[0]) if packed else carry[0]
 
     def units_scan(run_unit: Any, packed: bool) -> Any:
         def block(carry: tuple[Any, ...], i_unit: Array) -> tuple[tuple[Any, ...], Any]:
             carry = run_unit(carry, i_unit, single)
-            state = lanes.unpack(model, carry[0]) if packed else carry[0]
-            return carry, _observe(model, state, cfg.record)
+            return carry, _observe(model, state_of(carry, packed), cfg.record)
 
         return lambda carry, i_units: jax.lax.scan(block, carry, i_units)
 
@@ -385,10 +384,11 @@ def _run_single(
 
         def fast(carry: tuple[Any, ...], i_units: Array) -> tuple[tuple[Any, ...], Any]:
             carry, recs = scan_units((lanes.pack(model, carry[0]), *carry[1:]), i_units)
-            return (lanes.unpack(model, carry[0]), *carry[1:]), recs
+            return (state_of(carry), *carry[1:]), recs
 
-        carry = (lanes.unpack(model, carry[0]), *carry[1:])
-        carry, recs = _scan_checkpointed(_primal_by(fast, slow), carry, head, remat=False)
+        carry, recs = _scan_checkpointed(
+            _primal_by(fast, slow), _carry0(state0, cfg), head, remat=False
+        )
         carry = (lanes.pack(model, carry[0]), *carry[1:])
     elif cfg.checkpoint and units > 1 and not population_first:
         carry, recs = _scan_checkpointed(scan_units, carry, head)
