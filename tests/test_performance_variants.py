@@ -363,6 +363,8 @@ def test_tiles_give_the_results_of_one_piece(monkeypatch, dtype):
         tiled, plain = _tiled_and_plain(monkeypatch, model, stim, 48, record="spikes")
         _assert_same(tiled, plain)
         assert int(np.sum(plain.spike_counts)) >= n  # every neuron spikes
+        if dtype == jnp.float64:  # (the stimulus kinds and tables: in float32)
+            return
         step = hhjax.stimulus.step_current(jnp.asarray(np.linspace(6, 14, n), dtype), 5.0)
         tiled, plain = _tiled_and_plain(monkeypatch, model, step, 48, t_max=10.0)  # factored
         _assert_same(tiled, plain)
@@ -459,7 +461,10 @@ def test_differentiated_tiles_give_the_results_of_one_vmap(monkeypatch, dtype):
         # another order may move them 1e-4 (tiles against vmap: 1.75e-5, last neuron)
         t_tol = 1e-4 if dtype == jnp.float32 else tol
 
-        for kw in (dict(record=("v", "gates", "currents"), every=3), dict(record="spikes")):
+        # (float32 runs the first of each: both dtypes take the same path)
+        f32 = dtype == jnp.float32
+        kws = (dict(record=("v", "gates", "currents"), every=3), dict(record="spikes"))
+        for kw in kws[:1] if f32 else kws:
             def jvp(g, k, s, kw=kw):
                 return jax.jvp(lambda g: run(g, k, s, **kw), (g,), (jnp.ones_like(g),))
 
@@ -470,14 +475,15 @@ def test_differentiated_tiles_give_the_results_of_one_vmap(monkeypatch, dtype):
             for x, y in zip(_leaves(d_tiled), _leaves(d_plain), strict=True):
                 if x.dtype.kind == "f" and x.size:  # (not the float0 of integers, not empty t)
                     close(x, y, t_tol)
-        assert int(np.sum(plain.spike_counts)) >= n  # every neuron spikes
+        if not f32:
+            assert int(np.sum(plain.spike_counts)) >= n  # every neuron spikes
 
         def loss(g_na, g_k, stim, checkpoint=False):  # a shared 1-D stimulus
             m = hhjax.set_params(model, {"na.g": g_na, "k.g": g_k})
             v = hhjax.simulate(m, stim, dt=DT, state0=state0, checkpoint=checkpoint).v
             return jnp.mean((v + 60.0) ** 2)
 
-        for checkpoint in (False, True):
+        for checkpoint in (False,) if f32 else (False, True):
             vg = jax.value_and_grad(lambda *a, c=checkpoint: loss(*a, c), argnums=(0, 1, 2))
             tiled, plain = _grad_tiled_and_plain(monkeypatch, vg, g_na, 36.0, stim[-1])
             close(tiled[0], plain[0])  # the loss
