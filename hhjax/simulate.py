@@ -1020,9 +1020,15 @@ def _n_fields(model: Model, record: tuple[str, ...]) -> int:
 
 
 # Values one neuron's loop touches per step, in units of the dtype's size (fitted to
-# where XLA stops compiling the loop as one function, for the presets, both dtypes and
-# every record kind; checked by tests/test_performance_variants.py)
+# where XLA stops compiling the loop as one function, for the presets, both dtypes,
+# every method and record kind; checked by tests/test_performance_variants.py)
 _TILE_ITEMS_STATE, _TILE_ITEMS_FIELD, _TILE_ITEMS_SPIKES = 6, 4, 20
+# per-state factor of a method with more stages: RK4's loop, with its four right-hand
+# sides and their intermediate states, touches 55 (NEURON hh) to ~90 (Connor-Stevens)
+# values per state variable and step (XLA's count at the largest tile it kept as one
+# function, 512 KiB threshold). Tiles sized for 6 took 1.8 s at 1e4 neurons, V every
+# step (a loop run kernel by kernel); tiles of 128-384 neurons took 0.78-0.81 s.
+_TILE_STAGES = {"rk4": 16}
 
 
 def _tile_size(model: Model, cfg: _Static, dtype: Any, n_local: int, n_dev: int) -> int:
@@ -1031,28 +1037,30 @@ def _tile_size(model: Model, cfg: _Static, dtype: Any, n_local: int, n_dev: int)
     Tiles pay on CPU when every core has a device of its own (then each device runs
     its tiles on one core) and XLA compiles loops under hhjax's threshold as one
     function (:func:`hhjax.xla.loop_bytes`). The neurons of a tile touch at most
-    :func:`hhjax.xla.tile_bytes` per step; with tabulated rates the tables come on top,
-    and the whole must stay under the threshold (else, or when that leaves tiles of
-    fewer than ``_MIN_TILE`` neurons, no tiles). Tiles are made equal and a multiple of
+    :func:`hhjax.xla.tile_bytes` per step, and never fewer than ``_MIN_TILE`` neurons;
+    with tabulated rates the tables come on top. When not even ``_MIN_TILE`` neurons
+    (with the tables) stay under the threshold, no tiles. Tiles are made equal and a multiple of
     ``_LANES`` neurons, so the last (shifted back to end at the last neuron) repeats
     fewer than ``_LANES`` neurons per tile. (Neurons past the last full vector run
     through the loops' scalar remainder code: at 1e4 neurons, spikes only, tiles of 720
     took 0.943x the time of tiles of 715 with exact rates and 0.989x with tables.)
     """
-    budget = xla.tile_bytes()
+    budget, room = xla.tile_bytes(), xla.loop_bytes()
     if cfg.rates == "table":
-        budget = min(budget, xla.loop_bytes() - table_bytes(model, dtype))
+        room -= table_bytes(model, dtype)
+        budget = min(budget, room)
     if budget <= 0 or jax.default_backend() != "cpu" or n_dev < cores():
         return 0
     fields = _n_fields(model, cfg.record)
     items = (
-        _TILE_ITEMS_STATE * (1 + len(model.gate_names))
+        _TILE_ITEMS_STATE * _TILE_STAGES.get(cfg.method, 1) * (1 + len(model.gate_names))
         + _TILE_ITEMS_FIELD * max(0, fields - 1)
         + (_TILE_ITEMS_SPIKES if cfg.max_spikes else 0)
     )
-    largest = budget // (items * np.dtype(dtype).itemsize)
-    if cfg.rates == "table" and largest < _MIN_TILE:
-        return 0  # (the tables leave too little room under the threshold)
+    per_neuron = items * np.dtype(dtype).itemsize
+    largest = budget // per_neuron
+    if largest < _MIN_TILE and _MIN_TILE * per_neuron > room:
+        return 0  # (not even the smallest tile's loop would be one function)
     largest = max(_MIN_TILE, largest) // _LANES * _LANES
     if largest >= n_local:
         return 0
