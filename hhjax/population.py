@@ -97,14 +97,15 @@ def population_mesh(devices: tuple[Any, ...] = ()) -> jax.sharding.Mesh:
     return _MESHES[devices]
 
 
-def available_memory(kept: bool = True) -> int:
-    """Bytes the default device can still allocate (host RAM on CPU: the kernel's
-    available memory plus, with ``kept``, what this process's heap keeps free, see
-    :mod:`hhjax.hostmem`; counting that takes the allocator's lock for ~1 ms)."""
+def available_memory(kept: bool = True, host: bool = False) -> int:
+    """Bytes the default device (``host``: the host) can still allocate (host RAM on
+    CPU: the kernel's available memory plus, with ``kept``, what this process's heap
+    keeps free, see :mod:`hhjax.hostmem`; counting that takes the allocator's lock for
+    ~1 ms)."""
     device = jax.local_devices()[0]
     stats = None
     try:
-        stats = device.memory_stats()
+        stats = None if host else device.memory_stats()
     except Exception:  # noqa: BLE001 - not every backend implements it
         stats = None
     if stats and "bytes_limit" in stats:

@@ -1234,14 +1234,28 @@ def _population_run(
                 2 * itemsize * n_rec * fields * n <= available_memory() // 2
             )
         cfg = cfg._replace(fused=fused.TIME_MAJOR_ROWS if time_major else fused.ROWS)
+    on_host = devices[0].platform == "cpu"  # (the records are in host memory anyway)
     if chunk is None:
-        copies = {0: 3, fused.ROWS: 1, fused.TIME_MAJOR_ROWS: 2}[cfg.fused]  # XLA: blocks
+        # copies of the records a call holds: XLA on a CPU writes them in place (blocks
+        # elsewhere); the GPU kernel in place or time-major and transposed once
+        copies = {0: 1 if on_host else 3, fused.ROWS: 1, fused.TIME_MAJOR_ROWS: 2}[cfg.fused]
+        out_items = n_rec * fields + cfg.max_spikes + 64  # one neuron's outputs
         per_neuron = itemsize * (
             (2 * n_steps if stim.ndim == 2 and not cfg.factored else 0)
-            + copies * n_rec * fields + cfg.max_spikes + 64
+            + out_items + (copies - 1) * n_rec * fields
         )
         chunk = chunk_size(n, per_neuron, multiple=multiple)
-        if chunk < n:  # a power of two: the same compiled shapes from call to call
+        if chunk < n:  # all outputs are held on the host besides one chunk's call
+            held, free = n * itemsize * out_items, available_memory(host=True)
+            if held > free:
+                raise MemoryError(
+                    f"the records of {n} neurons need {held / 2**30:.3g} GiB, more than "
+                    f"the {free / 2**30:.3g} GiB available: record every k-th step "
+                    "(every=k), fewer fields, or spikes only (record='spikes')"
+                )
+            if on_host:
+                chunk = chunk_size(n, per_neuron, budget=(free - held) // 2, multiple=multiple)
+            # a power of two: the same compiled shapes from call to call
             chunk = max(multiple, multiple * 2 ** int(np.log2(chunk // multiple)))
     chunk = max(1, min(int(chunk), n))
     if cfg.fused:  # (at most a kernel's worth per device)
@@ -1259,29 +1273,57 @@ def _population_run(
     if not whole:
         recpool.clear()  # such records are not kept: free what other calls left
     bar = Progress(len(starts), f"hhjax.simulate: {n} neurons in chunks of {chunk}", progress)
-    pieces = []
+    joined = None  # chunks: the whole population's outputs, filled chunk by chunk
     for lo in starts:
         hi = min(n, lo + chunk)
         pad = (-(hi - lo)) % multiple
         m_c, s_c, w_c, st_c = _take((model, stim, weights, state0), lo, hi, pad, batched)
         donate = None if not whole else bufs if bufs is not None else recpool.take(key)
-        out = _call(mode, m_c, s_c, w_c, st_c, dt, threshold, cfg, donate)
+        run = functools.partial(_call, mode, m_c, s_c, w_c, st_c, dt, threshold, cfg, donate)
+        if len(starts) > 1 and joined is None:  # (before the first chunk's own outputs,
+            # which the freed memory of an earlier call's would otherwise be split for)
+            joined = jax.tree_util.tree_map(
+                lambda x: _host_empty((n, *x.shape[1:]), x.dtype), jax.eval_shape(run)
+            )
+        out = run()
         if whole and cfg.record:
             recpool.put(key, {k: out[0][k] for k in cfg.record})
         if pad:
             out = jax.tree_util.tree_map(lambda x, k=hi - lo: x[:k], out)
-        if len(starts) > 1:  # free device memory for the next chunk
-            out = jax.tree_util.tree_map(np.asarray, out)
-        pieces.append(out)
+        if len(starts) == 1:
+            return out
+        for whole_x, x in zip(*map(jax.tree_util.tree_leaves, (joined, out)), strict=True):
+            _copy_into(whole_x[lo:hi], x)
+        del out  # (frees the chunk's memory for the next)
         bar.update()
-    if len(pieces) == 1:
-        return pieces[0]
-    # On a CPU the host is the device. On a GPU the chunks' results stay in host memory
-    # (NumPy arrays): moved back in one piece, a record that needed chunks would not fit
-    # (an H100 ran out of memory so, on the 32 GB float64 record of 1e6 neurons).
-    if devices[0].platform != "cpu":
-        return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *pieces)
-    return jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.concatenate(xs)), *pieces)
+    # Written into the joined arrays, the chunks' outputs are never held twice (joined
+    # with np.concatenate they were, and then copied into a JAX array: float64, 1e5
+    # neurons, V every step: 18 GB resident and 47 s a call, against 6 GB and 8 s
+    # unchunked). On a CPU they become JAX arrays without a copy. On a GPU they stay in
+    # host memory (NumPy arrays): moved back in one piece, a record that needed chunks
+    # would not fit (an H100 ran out of memory so, on the 32 GB float64 record of 1e6).
+    return jax.tree_util.tree_map(jax.device_put, joined) if on_host else joined
+
+
+def _copy_into(dest: np.ndarray, x: Any) -> None:
+    """``dest[...] = x``, shard by shard for a JAX array (``np.asarray`` of a sharded
+    array would gather it into a copy first)."""
+    if not isinstance(x, jax.Array):
+        dest[...] = x
+        return
+    for shard in x.addressable_shards:
+        if shard.replica_id == 0:
+            dest[shard.index] = np.asarray(shard.data)
+
+
+def _host_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised NumPy array at a 64-byte boundary, which ``jax.device_put`` on a
+    CPU takes as it is, without a copy (it copies one at malloc's 16-byte boundary)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 def simulate(
@@ -1346,9 +1388,9 @@ def simulate(
             (and 5e5 neuron-steps) is split over every device: pass ``shard=False``
             there if your ``jit`` takes arrays committed to one device (JAX raises
             "incompatible devices" otherwise).
-        chunk_size: neurons per call for a population (default: from free memory). On
-            a GPU, the records of a run in chunks are returned as NumPy arrays in host
-            memory.
+        chunk_size: neurons per call for a population (default: from free memory,
+            less what the whole population's records will hold). On a GPU, the
+            records of a run in chunks are returned as NumPy arrays in host memory.
         progress: print a progress line per chunk (default: when there are chunks).
         reuse: a :class:`Trace` from an earlier call whose records have this call's
             shapes: a population run writes its records into that trace's arrays
@@ -1371,6 +1413,8 @@ def simulate(
             negative conductance or capacitance, mismatched population shapes,
             unknown method, rates mode or record name (all before compiling).
         DivergenceError: the integration blew up (reduce ``dt`` or use exp_euler).
+        MemoryError: a population's records exceed the available memory (before
+            running; chunks bound a call's working memory, not what it returns).
 
     Example:
         >>> import hhjax

@@ -70,6 +70,34 @@ def test_chunked_equals_plain(dtype, capsys):
     _assert_same(plain, chunked)
     assert plain.v.shape == (7, 601) and plain.v.dtype == dtype
     assert "3/3" in capsys.readouterr().err  # the progress line reached the last chunk
+    # the chunks are written into one host array per output, which becomes a JAX array
+    # without a copy (64-byte aligned); sharded chunks are copied shard by shard
+    assert isinstance(chunked.v, jax.Array) and chunked.v.unsafe_buffer_pointer() % 64 == 0
+    _assert_same(plain, hhjax.simulate(model, stim, dt=DT, record=rec, chunk_size=4))
+
+
+def test_records_larger_than_memory_raise_before_running(monkeypatch):
+    # chunks bound the working memory of a call, not the records it returns: records
+    # that cannot be held at all are refused up front, with what to do instead (they
+    # were run, and the process was killed for memory); records that can be held are
+    # run in chunks sized to the memory they leave
+    sim = sys.modules["hhjax.simulate"]
+    model, stim = _population(12, 400, jnp.float32)
+    plain = hhjax.simulate(model, stim, dt=DT, shard=False)
+    outputs = 12 * 4 * (401 + 64)  # V and the per-neuron rest, float32
+    calls, real_call = [], sim._call
+    monkeypatch.setattr(sim, "_call", lambda *a: calls.append(a[2].shape) or real_call(*a))
+    for free in (outputs // 2, outputs * 3 // 2):
+        monkeypatch.setattr(population, "available_memory", lambda kept=True, host=False, f=free: f)
+        monkeypatch.setattr(sim, "available_memory", population.available_memory)
+        if free < outputs:
+            with pytest.raises(MemoryError, match=r"records of 12 neurons need .*\(every=k\)"):
+                hhjax.simulate(model, stim, dt=DT, shard=False)
+            assert not calls
+        else:
+            _assert_same(plain, hhjax.simulate(model, stim, dt=DT, shard=False, progress=False))
+            # chunks of a power of two within (free - outputs) / 2 (at least one neuron)
+            assert len(calls) > 1 and all(c == (1, 400) for c in calls)
 
 
 def test_population_model_chunked_and_state0(dtype):
