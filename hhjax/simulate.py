@@ -1305,12 +1305,9 @@ def _population_run(
     return jax.tree_util.tree_map(jax.device_put, joined) if on_host else joined
 
 
-def _copy_into(dest: np.ndarray, x: Any) -> None:
-    """``dest[...] = x``, shard by shard for a JAX array (``np.asarray`` of a sharded
-    array would gather it into a copy first)."""
-    if not isinstance(x, jax.Array):
-        dest[...] = x
-        return
+def _copy_into(dest: np.ndarray, x: jax.Array) -> None:
+    """``dest[...] = x``, shard by shard (``np.asarray`` of a sharded array would
+    gather it into a copy first)."""
     for shard in x.addressable_shards:
         if shard.replica_id == 0:
             dest[shard.index] = np.asarray(shard.data)
